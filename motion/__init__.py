@@ -1,0 +1,59 @@
+"""motion4d 2-D motion: frames in, optical flow and point tracks out.
+
+Public names are imported lazily (PEP 562) so ``import motion`` stays cheap and optional
+dependencies are only touched by the features that need them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (  # noqa: F401  (re-exported)
+    BackendUnavailableError,
+    CheckpointError,
+    InputFileError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    MissingFileError,
+    Motion4DError,
+    NonFiniteError,
+    ShapeError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # frames and video
+    "open_video": "motion.frames",
+    "read_frames": "motion.frames",
+    "Frame": "motion.frames",
+    "VideoSource": "motion.frames",
+    "InputPadder": "motion.frames",
+    # flow files
+    "read_flow": "motion.flow_io",
+    "write_flow": "motion.flow_io",
+    # models
+    "FlowModel": "motion.models.base",
+    "FlowOutput": "motion.models.base",
+    "create": "motion.registry",
+    "list_models": "motion.registry",
+    "register": "motion.registry",
+    # pipelines
+    "estimate_flow": "motion.estimate",
+    "Tracks": "motion.tracks",
+    "track_points": "motion.tracks",
+    "flow_to_color": "motion.visualize",
+}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"motion.{name}")
+    raise AttributeError(f"module 'motion' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

@@ -1,0 +1,117 @@
+"""Input validation used by every public function (raises :mod:`motion.errors`)."""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
+
+ArrayLike = Any  # torch.Tensor | np.ndarray
+
+
+def check_shape(x: ArrayLike, name: str, pattern: Sequence[int | str | None]) -> dict[str, int]:
+    """Check ``x`` against a symbolic shape such as ``("B", 2, "H", "W")``.
+
+    Integers must match exactly, strings bind a size on first use and must agree afterwards, ``None``
+    matches anything, and a leading ``"..."`` matches any number of leading dimensions.
+
+    Returns:
+        The bound sizes, e.g. ``{"B": 1, "H": 64, "W": 96}``.
+    """
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        raise ShapeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    shape = tuple(x.shape)
+    pattern = tuple(pattern)
+    expected = "[" + ", ".join("..." if p == "..." else str(p) for p in pattern) + "]"
+    if pattern and pattern[0] == "...":
+        tail = pattern[1:]
+        if len(shape) < len(tail):
+            raise ShapeError(f"{name} must have shape {expected}, got {list(shape)}")
+        shape = shape[len(shape) - len(tail):]
+        pattern = tail
+    elif len(shape) != len(pattern):
+        raise ShapeError(f"{name} must have shape {expected}, got {list(shape)}")
+    bound: dict[str, int] = {}
+    for size, want in zip(shape, pattern):
+        if want is None:
+            continue
+        if isinstance(want, int):
+            if size != want:
+                raise ShapeError(f"{name} must have shape {expected}, got {list(x.shape)}")
+        else:
+            if want in bound and bound[want] != size:
+                raise ShapeError(
+                    f"{name} must have shape {expected} with one size for {want}, got {list(x.shape)}"
+                )
+            bound[want] = size
+    return bound
+
+
+def check_same(name_a: str, a: int, name_b: str, b: int) -> None:
+    """Raise a ShapeError when two sizes that must agree differ."""
+    if a != b:
+        raise ShapeError(f"{name_a} ({a}) and {name_b} ({b}) must be equal")
+
+
+def check_dtype(x: ArrayLike, name: str, allowed: Iterable[Any]) -> None:
+    """Raise a ShapeError unless ``x.dtype`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if x.dtype not in allowed:
+        names = ", ".join(str(a) for a in allowed)
+        raise ShapeError(f"{name} must have dtype in ({names}), got {x.dtype}")
+
+
+def check_floating(x: ArrayLike, name: str) -> None:
+    """Raise a ShapeError unless ``x`` has a floating-point dtype."""
+    is_float = x.is_floating_point() if isinstance(x, torch.Tensor) else np.issubdtype(x.dtype, np.floating)
+    if not is_float:
+        raise ShapeError(f"{name} must be floating point, got {x.dtype}")
+
+
+def check_finite(x: ArrayLike, name: str) -> None:
+    """Raise a NonFiniteError if ``x`` holds NaN or inf, saying how many."""
+    bad = (~torch.isfinite(x)).sum().item() if isinstance(x, torch.Tensor) else int((~np.isfinite(x)).sum())
+    if bad:
+        raise NonFiniteError(f"{name} holds {bad} non-finite (NaN or inf) values")
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> None:
+    """Raise an InvalidArgumentError unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise InvalidArgumentError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
+    """Raise an InvalidArgumentError unless ``value`` is > 0 (or >= 0)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        raise InvalidArgumentError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def check_file(path: str | os.PathLike, name: str = "path") -> Path:
+    """Return ``path`` as a Path, raising MissingFileError when it does not exist."""
+    p = Path(path)
+    if not p.exists():
+        raise MissingFileError(f"{name}: {p} does not exist")
+    return p
+
+
+def require(module: str, feature: str, extra: str | None = None) -> Any:
+    """Import an optional dependency or raise MissingDependencyError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = f"pip install 'motion4d[{extra}]'" if extra else f"pip install {module}"
+        raise MissingDependencyError(f"{feature} needs the optional package '{module}' ({hint}): {exc}") from exc

