@@ -29,6 +29,10 @@ _LAZY = {
     "Frame": "motion.frames",
     "VideoSource": "motion.frames",
     "InputPadder": "motion.frames",
+    "VideoWriter": "motion.video_writer",
+    "write_video": "motion.video_writer",
+    "read_image": "motion.image_io",
+    "write_image": "motion.image_io",
     # flow files
     "read_flow": "motion.flow_io",
     "write_flow": "motion.flow_io",
@@ -43,8 +47,10 @@ _LAZY = {
     "Tracks": "motion.tracks",
     "track_points": "motion.tracks",
     "flow_to_color": "motion.visualize",
+    "flow_metrics": "motion.metrics",
+    "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic"}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic", "video_writer", "image_io", "sample_data", "estimate", "registry"}
 
 
 def __getattr__(name: str) -> Any:

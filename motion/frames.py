@@ -1,0 +1,815 @@
+"""Streaming frame readers and pad-to-multiple helpers.
+
+``open_video`` reads a video file, an image folder, a list of image paths or a ``[T, H, W, 3]``
+array through one interface and yields :class:`Frame` objects one at a time, so memory stays
+bounded however long the video is::
+
+    with motion.open_video("clip.mp4", start=10, stride=2, resize=512) as video:
+        for frame in video:                # frame.image: uint8 [H, W, 3] RGB
+            ...
+    frames = motion.read_frames("clip.mp4", stop=8)   # uint8 [8, H, W, 3]
+
+Frame accuracy. ``index`` is the frame's position in the source (0 = first frame), whatever
+``start``/``stride`` are. PyAV decodes sequentially; for ``start > 0`` it seeks to the keyframe
+before ``start`` and derives the index of the first decoded frame from its timestamp (exact for
+constant-frame-rate videos; pass ``seek=False`` to decode from the first frame and count, which is
+exact for any video). The OpenCV backend always decodes from the first frame and counts.
+
+Damaged files. A decoding error part-way through (a truncated or corrupt file) raises
+:class:`~motion.errors.InputFileError` naming the path and the index of the first frame that could
+not be read (``on_error="raise"``, the default). With ``on_error="warn"`` the readable prefix is
+returned and a ``RuntimeWarning`` says where reading stopped.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import warnings
+import weakref
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checks import check_choice, check_file, check_shape, require
+from .errors import InputFileError, InvalidArgumentError, ShapeError
+from .image_io import IMAGE_EXTENSIONS, read_image
+
+DEFAULT_IMAGE_FPS = 30.0
+VIDEO_BACKENDS = ("auto", "pyav", "opencv")
+ON_ERROR_CHOICES = ("raise", "warn")
+PAD_MODES = ("sintel", "kitti")
+
+PathLike = Union[str, os.PathLike]
+Resize = Union[tuple[int, int], float, int, None]
+Source = Union[PathLike, Sequence[PathLike], np.ndarray, torch.Tensor, "VideoSource"]
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        image: ``uint8 [H, W, 3]`` RGB, C-contiguous (after ``resize``).
+        index: position of the frame in the source (0 = first frame), independent of ``start``/``stride``.
+        time: seconds; from the frame timestamp for videos (0 at the first frame), ``index / fps`` otherwise.
+    """
+
+    image: np.ndarray
+    index: int
+    time: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoders: each yields every frame of its source from ``start`` on, with a lazy image loader so
+# frames that the stride skips are never converted to RGB.
+
+
+class _Decoded(NamedTuple):
+    index: int
+    time: float
+    load: Callable[[], np.ndarray]
+
+
+class _DecodeFailure(Exception):
+    """Internal: the source broke off part-way; ``VideoSource`` turns it into an error or a warning."""
+
+
+def _check_frame_size(image: np.ndarray, width: int, height: int, what: str, reference: str) -> None:
+    h, w = image.shape[:2]
+    if (w, h) != (width, height):
+        raise InputFileError(
+            f"frames of different sizes: {what} is {w}x{h} (WxH) but {reference} is {width}x{height}"
+        )
+
+
+class _ArrayDecoder:
+    backend = "array"
+    path = None
+
+    def __init__(self, array: np.ndarray | torch.Tensor, fps: float):
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        check_shape(array, "frames", ("T", "H", "W", 3))
+        if array.dtype != np.uint8:
+            raise ShapeError(f"frames must be uint8 [T, H, W, 3] RGB, got dtype {array.dtype}")
+        if 0 in array.shape:
+            raise InvalidArgumentError(f"frames must hold at least one non-empty frame, got shape {list(array.shape)}")
+        self._array = array
+        self.fps = fps
+        self.num_frames, self.height, self.width = array.shape[:3]
+
+    def frames(self, start: int) -> Iterator[_Decoded]:
+        for i in range(start, self.num_frames):
+            yield _Decoded(i, i / self.fps, partial(np.ascontiguousarray, self._array[i]))
+
+
+class _ImageDecoder:
+    backend = "images"
+
+    def __init__(self, files: list[Path], fps: float, path: Path | None):
+        self._files = files
+        self.fps = fps
+        self.path = path
+        self.num_frames = len(files)
+        self.height, self.width = read_image(files[0]).shape[:2]
+
+    def frames(self, start: int) -> Iterator[_Decoded]:
+        for i in range(start, self.num_frames):
+            yield _Decoded(i, i / self.fps, partial(self._load, i))
+
+    def _load(self, i: int) -> np.ndarray:
+        image = read_image(self._files[i])
+        _check_frame_size(image, self.width, self.height, str(self._files[i]), f"the first image {self._files[0]}")
+        return image
+
+
+class _PyAVDecoder:
+    backend = "pyav"
+
+    def __init__(self, path: Path, seek: bool):
+        self._av = require("av", "reading videos with PyAV")
+        self.path = path
+        self._seek = seek
+        container = self._open()
+        try:
+            stream = self._video_stream(container)
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if rate:
+                self._rate = Fraction(rate)
+            else:
+                warnings.warn(f"{path} does not state a frame rate; assuming {DEFAULT_IMAGE_FPS} fps", RuntimeWarning)
+                self._rate = Fraction(DEFAULT_IMAGE_FPS)
+            self.fps = float(self._rate)
+            self._time_base = Fraction(stream.time_base) if stream.time_base else None
+            self.num_frames = int(stream.frames) or None
+            try:
+                first = next(container.decode(stream), None)
+            except self._av.FFmpegError as exc:
+                raise InputFileError(f"video: {path} could not decode its first frame: {exc}") from exc
+            if first is None:
+                raise InputFileError(f"video: {path} contains no decodable video frames")
+            self.width, self.height = first.width, first.height
+            origin = first.pts if first.pts is not None else stream.start_time
+            self._origin = int(origin) if origin is not None else None
+        finally:
+            container.close()
+
+    def _open(self) -> Any:
+        try:
+            return self._av.open(str(self.path), mode="r", metadata_errors="ignore")
+        except (self._av.FFmpegError, OSError, UnicodeError) as exc:
+            raise InputFileError(f"video: {self.path} is not a readable video file (PyAV: {exc})") from exc
+
+    def _video_stream(self, container: Any) -> Any:
+        if not container.streams.video:
+            raise InputFileError(f"video: {self.path} has no video stream")
+        return container.streams.video[0]
+
+    def _time(self, pts: int | None, index: int) -> float:
+        if pts is None or self._time_base is None or self._origin is None:
+            return index / self.fps
+        return float((pts - self._origin) * self._time_base)
+
+    def _index_from_pts(self, pts: int | None) -> int | None:
+        if pts is None or self._time_base is None or self._origin is None:
+            return None
+        return round((pts - self._origin) * self._time_base * self._rate)
+
+    def _decoded_frames(self, container: Any) -> Iterator[Any]:
+        """Decoded frames in presentation order; damage becomes ``_DecodeFailure``.
+
+        Slice threading only: FFmpeg's frame threading drops undecodable frames silently, which
+        would shift every later index, whereas single-frame decoding reports them.
+        """
+        stream = self._video_stream(container)
+        stream.thread_type = "SLICE"
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except self._av.FFmpegError as exc:
+                raise _DecodeFailure(f"reading the file failed ({exc})") from exc
+            if packet.is_corrupt:
+                raise _DecodeFailure("its data is damaged or cut short")
+            try:
+                frames = packet.decode()
+            except self._av.FFmpegError as exc:
+                raise _DecodeFailure(f"decoding failed ({exc})") from exc
+            yield from frames
+
+    def frames(self, start: int) -> Iterator[_Decoded]:
+        seek = self._seek and start > 0 and self._time_base is not None and self._origin is not None
+        container = self._open()
+        try:
+            if seek:
+                # Half a frame before ``start`` so rounding never lands after it; the demuxer goes
+                # back to the keyframe at or before this timestamp.
+                target = self._origin + math.floor((start - Fraction(1, 2)) / (self._rate * self._time_base))
+                try:
+                    container.seek(max(target, self._origin), stream=self._video_stream(container),
+                                   backward=True, any_frame=False)
+                except self._av.FFmpegError:
+                    seek = False
+            decoded = self._decoded_frames(container)
+            index = 0
+            while (frame := next(decoded, None)) is not None:
+                if seek:
+                    seek = False
+                    first_index = self._index_from_pts(frame.pts)
+                    if first_index is None or first_index > start:
+                        # The seek landed after ``start`` (or timestamps are missing): decode from the beginning.
+                        decoded.close()
+                        container.close()
+                        container = self._open()
+                        decoded = self._decoded_frames(container)
+                        continue
+                    index = first_index
+                if index >= start:
+                    yield _Decoded(index, self._time(frame.pts, index), partial(self._to_rgb, frame, index))
+                index += 1
+        except _DecodeFailure as failure:
+            raise _DecodeFailure(f"frame {index} could not be read: {failure}") from failure.__cause__
+        finally:
+            container.close()
+
+    def _to_rgb(self, frame: Any, index: int) -> np.ndarray:
+        try:
+            image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+        except (self._av.FFmpegError, ValueError) as exc:
+            raise _DecodeFailure(f"converting frame {index} to RGB failed ({exc})") from exc
+        _check_frame_size(image, self.width, self.height, f"frame {index} of {self.path}", "frame 0")
+        return image
+
+
+class _OpenCVDecoder:
+    backend = "opencv"
+
+    def __init__(self, path: Path):
+        self.path = path
+        capture = self._open()
+        try:
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            if not fps or not math.isfinite(fps) or fps <= 0:
+                warnings.warn(f"{path} does not state a frame rate; assuming {DEFAULT_IMAGE_FPS} fps", RuntimeWarning)
+                fps = DEFAULT_IMAGE_FPS
+            self.fps = float(fps)
+            count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.num_frames = int(count) if count and count > 0 else None
+            ok, first = capture.read()
+            if not ok or first is None:
+                raise InputFileError(f"video: {path} contains no decodable video frames")
+            self.height, self.width = first.shape[:2]
+        finally:
+            capture.release()
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise InputFileError(f"video: {self.path} is not a readable video file (OpenCV could not open it)")
+        # Match PyAV, which returns frames as stored (no rotation from container metadata).
+        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+        return capture
+
+    def frames(self, start: int) -> Iterator[_Decoded]:
+        capture = self._open()
+        try:
+            index = 0
+            while capture.grab():
+                if index >= start:
+                    time = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                    yield _Decoded(index, time, partial(self._retrieve, capture, index))
+                index += 1
+            # OpenCV reports a damaged stream as a plain end of stream: compare with the container's
+            # count, allowing one frame for the rounding of counts estimated from the duration.
+            if self.num_frames is not None and index < self.num_frames - 1:
+                raise _DecodeFailure(f"decoding stopped at frame {index} of the {self.num_frames} the container lists")
+        finally:
+            capture.release()
+
+    def _retrieve(self, capture: cv2.VideoCapture, index: int) -> np.ndarray:
+        ok, bgr = capture.retrieve()
+        if not ok or bgr is None:
+            raise _DecodeFailure(f"decoding failed at frame {index}")
+        _check_frame_size(bgr, self.width, self.height, f"frame {index} of {self.path}", "frame 0")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _natural_key(name: str) -> tuple[list[Any], str]:
+    # re.split with one capture group alternates text / digits, so positions always hold the same type.
+    parts = re.split(r"(\d+)", name)
+    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
+
+
+def list_images(folder: PathLike) -> list[Path]:
+    """Image files directly inside ``folder`` (hidden files skipped), naturally sorted (frame2 < frame10)."""
+    root = Path(folder)
+    files = [
+        p for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _video_decoder(path: Path, backend: str, seek: bool) -> Any:
+    if backend == "opencv":
+        return _OpenCVDecoder(path)
+    if backend == "pyav":
+        return _PyAVDecoder(path, seek)
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return _OpenCVDecoder(path)
+    try:
+        return _PyAVDecoder(path, seek)
+    except InputFileError as pyav_error:
+        try:
+            return _OpenCVDecoder(path)
+        except InputFileError:
+            raise pyav_error from None
+
+
+def _make_decoder(source: Any, backend: str, fps: float | None, seek: bool) -> Any:
+    image_fps = DEFAULT_IMAGE_FPS if fps is None else fps
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return _ArrayDecoder(source, image_fps)
+    if isinstance(source, (str, os.PathLike)):
+        path = check_file(source, "source")
+        if path.is_dir():
+            files = list_images(path)
+            if not files:
+                raise InputFileError(
+                    f"source: folder {path} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
+                )
+            return _ImageDecoder(files, image_fps, path)
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return _ImageDecoder([path], image_fps, path)
+        return _video_decoder(path, backend, seek)
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise InvalidArgumentError("source: the list of image paths is empty")
+        bad = [p for p in source if not isinstance(p, (str, os.PathLike))]
+        if bad:
+            raise InvalidArgumentError(f"source: a list must hold image paths, got a {type(bad[0]).__name__}")
+        files = [check_file(p, "source") for p in source]
+        return _ImageDecoder(files, image_fps, None)
+    raise InvalidArgumentError(
+        "source must be a video path, an image folder, a list of image paths or a uint8 [T, H, W, 3] array, "
+        f"got {type(source).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Resizing
+
+
+def resolve_resize(width: int, height: int, resize: Resize) -> tuple[int, int]:
+    """Output ``(W, H)`` for a frame of ``width x height`` under a ``resize`` spec.
+
+    ``resize`` is ``None`` (keep), a ``(W, H)`` tuple (exact size), a float (scale factor, e.g. 0.5)
+    or an int (largest side in pixels; smaller frames are kept as they are, aspect ratio preserved).
+    """
+    if resize is None:
+        return width, height
+    if isinstance(resize, (tuple, list)):
+        positive_ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in resize)
+        if len(resize) != 2 or not positive_ints:
+            raise InvalidArgumentError(f"resize as a size must be (W, H) with two positive ints, got {resize!r}")
+        return int(resize[0]), int(resize[1])
+    if isinstance(resize, bool):
+        raise InvalidArgumentError(f"resize must be (W, H), a float scale or an int max side, got {resize!r}")
+    if isinstance(resize, (int, np.integer)):
+        if resize <= 0:
+            raise InvalidArgumentError(f"resize as a max side must be a positive int, got {resize}")
+        longest = max(width, height)
+        if longest <= resize:
+            return width, height
+        scale = int(resize) / longest
+        return (
+            int(resize) if width == longest else max(1, round(width * scale)),
+            int(resize) if height == longest else max(1, round(height * scale)),
+        )
+    if isinstance(resize, (float, np.floating)):
+        if not math.isfinite(resize) or resize <= 0:
+            raise InvalidArgumentError(f"resize as a scale must be a positive finite float, got {resize}")
+        return max(1, round(width * float(resize))), max(1, round(height * float(resize)))
+    raise InvalidArgumentError(f"resize must be (W, H), a float scale or an int max side, got {type(resize).__name__}")
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``[H, W, C]`` to ``size = (W, H)``: area averaging when shrinking, bilinear when enlarging."""
+    height, width = image.shape[:2]
+    if (width, height) == tuple(size):
+        return image
+    shrink = size[0] <= width and size[1] <= height
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+# ---------------------------------------------------------------------------------------------
+# The public reader
+
+
+def _check_index(value: Any, name: str, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        accepted = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise InvalidArgumentError(f"{name} must be {accepted}, got {value!r}")
+
+
+class VideoSource:
+    """Iterable over the :class:`Frame` objects of a source; create it with :func:`open_video`.
+
+    Each iteration opens the source afresh and decodes one frame at a time; the decoder is closed
+    when the loop ends, breaks or raises, and by :meth:`close` / leaving a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        decoder: Any,
+        *,
+        start: int,
+        stop: int | None,
+        stride: int,
+        max_frames: int | None,
+        resize: Resize,
+        on_error: str,
+        fps: float | None = None,
+    ):
+        self._decoder = decoder
+        self._fps = decoder.fps if fps is None else float(fps)
+        # A user frame rate for a video replaces the container's: frame times become index / fps.
+        self._time_from_index = fps is not None
+        self.start, self.stop, self.stride, self.max_frames = start, stop, stride, max_frames
+        self._size = resolve_resize(decoder.width, decoder.height, resize)
+        self._on_error = on_error
+        self._live: weakref.WeakSet = weakref.WeakSet()
+        total = decoder.num_frames
+        if total is not None and start >= total:
+            raise InvalidArgumentError(f"start={start} is past the end of {self._name}: it has {total} frames")
+
+    @property
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else f"the {self.backend} source"
+
+    @property
+    def path(self) -> Path | None:
+        """The video file or image folder (None for arrays and image lists)."""
+        return self._decoder.path
+
+    @property
+    def backend(self) -> str:
+        """``"pyav"``, ``"opencv"``, ``"images"`` or ``"array"``."""
+        return self._decoder.backend
+
+    @property
+    def fps(self) -> float:
+        """Frames per second of the source (container rate; ``fps`` argument or 30 for images)."""
+        return self._fps
+
+    @property
+    def width(self) -> int:
+        """Width of the yielded frames (after ``resize``)."""
+        return self._size[0]
+
+    @property
+    def height(self) -> int:
+        """Height of the yielded frames (after ``resize``)."""
+        return self._size[1]
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        """``(W, H)`` of the frames as stored, before ``resize``."""
+        return self._decoder.width, self._decoder.height
+
+    @property
+    def source_num_frames(self) -> int | None:
+        """Frames in the whole source: from container metadata for videos (None when not stated), exact otherwise."""
+        return self._decoder.num_frames
+
+    @property
+    def num_frames(self) -> int | None:
+        """Frames this source yields after start / stop / stride / max_frames (None when the length is unknown)."""
+        total = self._decoder.num_frames
+        if total is None:
+            return None
+        end = total if self.stop is None else min(self.stop, total)
+        count = max(0, -(-(end - self.start) // self.stride))
+        return count if self.max_frames is None else min(count, self.max_frames)
+
+    def __len__(self) -> int:
+        count = self.num_frames
+        if count is None:
+            raise TypeError(f"the number of frames of {self._name} is not known before decoding")
+        return count
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[Frame]:
+        frames = self._generate()
+        self._live.add(frames)
+        return frames
+
+    def _generate(self) -> Iterator[Frame]:
+        decoded = self._decoder.frames(self.start)
+        count = 0
+        last_index = -1
+        try:
+            for item in decoded:
+                last_index = item.index
+                if self.stop is not None and item.index >= self.stop:
+                    return
+                if (item.index - self.start) % self.stride:
+                    continue
+                image = resize_image(item.load(), self._size)
+                time = item.index / self._fps if self._time_from_index else item.time
+                yield Frame(image=image, index=item.index, time=time)
+                count += 1
+                if self.max_frames is not None and count >= self.max_frames:
+                    return
+        except _DecodeFailure as failure:
+            message = f"video: {self._name} is truncated or corrupt: {failure}"
+            if self._on_error == "raise":
+                raise InputFileError(message) from failure.__cause__
+            warnings.warn(f"{message}; returning the {count} frames read before it", RuntimeWarning, stacklevel=2)
+            return
+        finally:
+            decoded.close()
+        if count == 0:
+            raise InvalidArgumentError(
+                f"start={self.start} is past the end of {self._name}: its last frame has index {last_index}"
+            )
+
+    def close(self) -> None:
+        """Close every decoder still open on this source (running loops end)."""
+        for frames in list(self._live):
+            frames.close()
+        self._live.clear()
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoSource({self._name}, backend={self.backend}, {self.width}x{self.height}, "
+            f"fps={self.fps:g}, num_frames={self.num_frames})"
+        )
+
+
+def open_video(
+    source: Source,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    resize: Resize = None,
+    backend: str = "auto",
+    fps: float | None = None,
+    seek: bool = True,
+    on_error: str = "raise",
+) -> VideoSource:
+    """Open a video, image folder, image list or frame array for streaming.
+
+    Args:
+        source: video file path; folder of images (png/jpg/jpeg/bmp/tif/tiff/ppm/pgm/webp, naturally
+            sorted so frame2 < frame10, hidden files skipped); a single image path; a list of image
+            paths; or a ``uint8 [T, H, W, 3]`` RGB array / tensor (frames are then views of it).
+            Videos are returned as stored: rotation metadata is not applied by either backend.
+        start, stop, stride: frame indices ``range(start, stop, stride)`` in the source.
+        max_frames: yield at most this many frames.
+        resize: ``(W, H)`` exact size, a float scale, or an int largest side (never enlarges);
+            area averaging when shrinking.
+        backend: for video files: ``"pyav"``, ``"opencv"``, or ``"auto"`` (PyAV; OpenCV when PyAV
+            is missing or cannot open the file).
+        fps: frame rate for image sources (default 30); for videos it replaces the container's
+            rate and frame times become ``index / fps``.
+        seek: PyAV only: seek to the keyframe before ``start`` instead of decoding from frame 0.
+        on_error: ``"raise"`` (InputFileError) or ``"warn"`` (keep the readable prefix) when a video
+            breaks off part-way.
+
+    Raises:
+        MissingFileError, InputFileError: unusable files (not a video, no frames, corrupt, empty
+            folder, unreadable image, frames of different sizes in a folder).
+        InvalidArgumentError: bad ranges (stride < 1, start < 0, stop <= start, start past the end).
+    """
+    _check_index(start, "start", 0)
+    _check_index(stride, "stride", 1)
+    _check_index(stop, "stop", 0, allow_none=True)
+    _check_index(max_frames, "max_frames", 1, allow_none=True)
+    if stop is not None and stop <= start:
+        raise InvalidArgumentError(f"stop must be greater than start, got start={start}, stop={stop}")
+    check_choice(backend, "backend", VIDEO_BACKENDS)
+    check_choice(on_error, "on_error", ON_ERROR_CHOICES)
+    is_number = isinstance(fps, numbers.Real) and not isinstance(fps, bool)
+    if fps is not None and (not is_number or not math.isfinite(fps) or fps <= 0):
+        raise InvalidArgumentError(f"fps must be a positive number, got {fps!r}")
+    if isinstance(source, VideoSource):
+        defaults = (start, stop, stride, max_frames, resize, backend, fps, seek, on_error) == (
+            0, None, 1, None, None, "auto", None, True, "raise")
+        if not defaults:
+            raise InvalidArgumentError(
+                "source is already an open VideoSource; open the path again to change its options"
+            )
+        return source
+    decoder = _make_decoder(source, backend, None if fps is None else float(fps), seek)
+    video_fps = float(fps) if fps is not None and decoder.backend in ("pyav", "opencv") else None
+    return VideoSource(
+        decoder, start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, on_error=on_error,
+        fps=video_fps,
+    )
+
+
+def read_frames(
+    source: Source,
+    start: int = 0,
+    stop: int | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    resize: Resize = None,
+    **options: Any,
+) -> np.ndarray:
+    """Read a range of frames into one array.
+
+    Takes the same arguments as :func:`open_video` (``options``: backend, fps, seek, on_error).
+
+    Returns:
+        ``uint8 [T, H, W, 3]`` RGB.
+    """
+    with open_video(
+        source, start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, **options
+    ) as video:
+        expected = video.num_frames
+        if expected is None:
+            return np.stack([frame.image for frame in video])
+        out = np.empty((expected, video.height, video.width, 3), dtype=np.uint8)
+        extra: list[np.ndarray] = []
+        count = 0
+        for frame in video:
+            if count < expected:
+                out[count] = frame.image
+            else:  # the container under-stated its length
+                extra.append(frame.image)
+            count += 1
+        if extra:
+            return np.concatenate([out, np.stack(extra)])
+        return out[:count] if count < expected else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding to a multiple of the network stride
+
+
+def compute_pads(height: int, width: int, multiple: int = 8, mode: str = "sintel") -> tuple[int, int, int, int]:
+    """Pads ``(left, right, top, bottom)`` that make ``height x width`` divisible by ``multiple``.
+
+    ``"sintel"`` splits the padding over both sides of each axis (the extra pixel on the right /
+    bottom); ``"kitti"`` splits it over left / right and puts all vertical padding at the bottom,
+    as in the official RAFT-family evaluation code.
+    """
+    check_choice(mode, "mode", PAD_MODES)
+    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
+        raise InvalidArgumentError(f"multiple must be an int >= 1, got {multiple!r}")
+    if height < 1 or width < 1:
+        raise ShapeError(f"cannot pad an empty image of size {height}x{width} (HxW)")
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if mode == "sintel":
+        return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
+    return pad_w // 2, pad_w - pad_w // 2, 0, pad_h
+
+
+def _replicate_pad(x: torch.Tensor | np.ndarray, pads: tuple[int, int, int, int]) -> torch.Tensor | np.ndarray:
+    left, right, top, bottom = pads
+    if isinstance(x, np.ndarray):
+        return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)], mode="edge")
+    if not any(pads):
+        return x
+    height, width = x.shape[-2:]
+    if x.is_floating_point():
+        flat = x.reshape(-1, height, width)
+        return F.pad(flat, pads, mode="replicate").reshape(*x.shape[:-2], height + top + bottom, width + left + right)
+    # Integer and bool tensors: replicate by gathering clamped row / column indices.
+    rows = torch.arange(-top, height + bottom, device=x.device).clamp_(0, height - 1)
+    cols = torch.arange(-left, width + right, device=x.device).clamp_(0, width - 1)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def _check_hw(x: Any, name: str, height: int, width: int) -> None:
+    if not isinstance(x, (torch.Tensor, np.ndarray)) or x.ndim < 2:
+        shape = list(x.shape) if hasattr(x, "shape") else type(x).__name__
+        raise ShapeError(f"{name} must be a tensor [..., H, W], got {shape}")
+    if tuple(x.shape[-2:]) != (height, width):
+        raise ShapeError(f"{name} must have shape [..., {height}, {width}], got {list(x.shape)}")
+
+
+class InputPadder:
+    """Replicate-pads tensors ``[..., H, W]`` to a multiple of ``multiple`` and crops results back.
+
+    Example::
+
+        padder = InputPadder(frames.shape, mode="kitti")      # frames [B, T, 3, H, W]
+        frames = padder.pad(frames)
+        flow = padder.unpad(model(frames).forward)             # [B, T-1, 2, H, W]
+
+    ``mode`` follows :func:`compute_pads`. ``pads`` is ``(left, right, top, bottom)``, the order
+    ``torch.nn.functional.pad`` uses.
+    """
+
+    def __init__(self, shape: Sequence[int], mode: str = "sintel", multiple: int = 8):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2:
+            raise ShapeError(f"shape must end with (H, W), got {list(shape)}")
+        self.mode = mode
+        self.multiple = multiple
+        self.height, self.width = shape[-2:]
+        self.pads = compute_pads(self.height, self.width, multiple, mode)
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """``(H, W)`` after padding."""
+        left, right, top, bottom = self.pads
+        return self.height + top + bottom, self.width + left + right
+
+    def pad(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Pad each ``[..., H, W]`` tensor; returns one tensor for one input, else a tuple."""
+        if not tensors:
+            raise InvalidArgumentError("pad needs at least one tensor")
+        out = []
+        for i, x in enumerate(tensors):
+            _check_hw(x, f"tensors[{i}]", self.height, self.width)
+            out.append(_replicate_pad(x, self.pads))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """Crop a padded ``[..., H', W']`` tensor back to ``[..., H, W]``."""
+        _check_hw(x, "x", *self.padded_shape)
+        return _crop(x, self.pads)
+
+    def __repr__(self) -> str:
+        height, width = self.padded_shape
+        return f"InputPadder({self.height}x{self.width} -> {height}x{width}, mode={self.mode!r}, pads={self.pads})"
+
+
+def _crop(x: torch.Tensor | np.ndarray, pads: tuple[int, int, int, int]) -> torch.Tensor | np.ndarray:
+    left, right, top, bottom = pads
+    height, width = x.shape[-2:]
+    return x[..., top:height - bottom, left:width - right]
+
+
+def pad_to_multiple(
+    x: torch.Tensor | np.ndarray, multiple: int = 8, mode: str = "sintel"
+) -> tuple[torch.Tensor | np.ndarray, tuple[int, int, int, int]]:
+    """Replicate-pad ``x [..., H, W]`` (tensor or array) so H and W are multiples of ``multiple``.
+
+    Returns:
+        ``(padded [..., H', W'], pads)`` with ``pads = (left, right, top, bottom)`` for :func:`unpad`.
+    """
+    if not isinstance(x, (torch.Tensor, np.ndarray)) or x.ndim < 2:
+        raise ShapeError(f"x must be a tensor or array [..., H, W], got {getattr(x, 'shape', type(x).__name__)}")
+    pads = compute_pads(x.shape[-2], x.shape[-1], multiple, mode)
+    return _replicate_pad(x, pads), pads
+
+
+def unpad(x: torch.Tensor | np.ndarray, pads: Sequence[int]) -> torch.Tensor | np.ndarray:
+    """Undo :func:`pad_to_multiple`: crop ``pads = (left, right, top, bottom)`` off ``x [..., H', W']``."""
+    pads = tuple(int(p) for p in pads)
+    if len(pads) != 4 or min(pads) < 0:
+        raise InvalidArgumentError(f"pads must be four non-negative ints (left, right, top, bottom), got {pads}")
+    if not isinstance(x, (torch.Tensor, np.ndarray)) or x.ndim < 2:
+        raise ShapeError(f"x must be a tensor or array [..., H, W], got {getattr(x, 'shape', type(x).__name__)}")
+    left, right, top, bottom = pads
+    if x.shape[-2] <= top + bottom or x.shape[-1] <= left + right:
+        raise ShapeError(f"x of shape {list(x.shape)} is too small to remove pads {pads}")
+    return _crop(x, pads)
+
+
+__all__ = [
+    "DEFAULT_IMAGE_FPS",
+    "Frame",
+    "InputPadder",
+    "VideoSource",
+    "compute_pads",
+    "list_images",
+    "open_video",
+    "pad_to_multiple",
+    "read_frames",
+    "resize_image",
+    "resolve_resize",
+    "unpad",
+]
