@@ -13,13 +13,14 @@ _LAZY = {
     "write_cloud": "pointclouds.cloud",
     "depth_to_points": "pointclouds.cloud",
     "pad_batch": "pointclouds.cloud",
+    "unpad_batch": "pointclouds.cloud",
     "knn": "pointclouds.neighbors",
     "chamfer_distance": "pointclouds.neighbors",
     "scene_flow_metrics": "pointclouds.metrics",
     "estimate_scene_flow": "pointclouds.methods",
     "SceneFlowOutput": "pointclouds.methods",
 }
-_SUBMODULES = {"cloud", "neighbors", "metrics", "data", "methods", "synthetic"}
+_SUBMODULES = {"cloud", "neighbors", "metrics", "data", "methods", "synthetic", "geometry"}
 
 
 def __getattr__(name: str) -> Any:
