@@ -44,13 +44,17 @@ _LAZY = {
     "register": "motion.registry",
     # pipelines
     "estimate_flow": "motion.estimate",
+    "iter_flow": "motion.estimate",
+    "evaluate_tracks": "motion.track_metrics",
+    "load_tracks": "motion.track_io",
+    "save_tracks": "motion.track_io",
     "Tracks": "motion.tracks",
     "track_points": "motion.tracks",
     "flow_to_color": "motion.visualize",
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic", "video_writer", "image_io", "sample_data", "estimate", "registry"}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
 
 
 def __getattr__(name: str) -> Any:
