@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 EXTRAS ?= all,dev
-SYSTEM_PACKAGES := libusb-1.0-0 libgl1 libgomp1
+SYSTEM_PACKAGES := libusb-1.0-0 libgl1 libgomp1 g++
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.motion4d-installed
 
@@ -42,7 +42,7 @@ $(STAMP): setup.py
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-# open3d's shared library needs libusb, libGL and libgomp from Debian.
+# open3d's shared library needs libusb, libGL and libgomp from Debian; g++ builds the C++ ops on first use.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

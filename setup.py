@@ -1,9 +1,38 @@
 """motion4d: motion estimation and 4D reconstruction (optical flow, scene flow, Gaussian splatting)."""
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 README = Path(__file__).with_name("README.md")
+
+
+def ops_extension() -> tuple[list, dict]:
+    """The compiled correlation/splatting ops, built at install time only with MOTION4D_BUILD_OPS=1.
+
+    Without the flag the ops compile lazily on first use (or fall back to the PyTorch reference).
+    """
+    if os.environ.get("MOTION4D_BUILD_OPS", "0") in ("", "0"):
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    csrc = "motion/ops/csrc"
+    with_cuda = (
+        os.environ.get("MOTION4D_OPS_CUDA", "1") != "0" and torch.version.cuda is not None and CUDA_HOME is not None
+    )
+    defines = ["-DWITH_CUDA"] if with_cuda else []
+    extension = (CUDAExtension if with_cuda else CppExtension)(
+        "motion.ops._C",
+        [f"{csrc}/ops.cpp"] + ([f"{csrc}/ops_cuda.cu"] if with_cuda else []),
+        include_dirs=[os.path.abspath(csrc)],
+        extra_compile_args={"cxx": ["-O3", "-fopenmp", *defines], "nvcc": ["-O3", *defines]},
+        extra_link_args=["-fopenmp"],
+    )
+    return [extension], {"build_ext": BuildExtension}
+
+
+EXT_MODULES, CMDCLASS = ops_extension()
 
 setup(
     name="motion4d",
@@ -47,6 +76,8 @@ setup(
         ],
     },
     entry_points={"console_scripts": ["motion4d = tools.cli:main"]},
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",
