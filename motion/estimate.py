@@ -38,6 +38,7 @@ consume flow as it is produced (e.g. :func:`motion.track_points` on first-frame 
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import deque
@@ -288,8 +289,10 @@ def _run_windows(model: FlowModel, group: list[_Window], device: torch.device, b
 
 def _stream_outputs(model: Any, frames: Iterator[Frame], device: torch.device, backward: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     tensors = (_to_tensor([f], device)[0] for f in frames)
+    accepts_backward = "backward" in inspect.signature(model.stream).parameters
+    outputs = model.stream(tensors, backward=backward) if accepts_backward else model.stream(tensors)
     with torch.inference_mode():
-        for out in model.stream(tensors):
+        for out in outputs:
             if backward and out.backward is None:
                 raise InvalidArgumentError(f"{type(model).__name__}.stream does not give backward flow; use backward=False")
             yield out.forward[0], (out.backward[0] if backward else None)

@@ -1,0 +1,249 @@
+"""Checkpoint loading for the RAFT-family networks: official files, ptlflow files, our own format.
+
+Accepted sources (all loaded strictly by default):
+
+* the official releases as saved by ``nn.DataParallel`` — a plain state_dict whose keys start with
+  ``module.`` (VideoFlow ``BOF_*.pth`` / ``MOF_*.pth``), or ``{"model": state_dict}`` (StreamFlow);
+* ptlflow's converted Lightning checkpoints ``*.ckpt`` — ``{"state_dict": ..., "hyper_parameters": ...}``;
+* our own format written by :func:`save_checkpoint` — ``{"model": name, "config": {...},
+  "state_dict": ...}``;
+* a state_dict given directly (a mapping of tensors);
+* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) listed in :data:`NAMED_WEIGHTS`:
+  downloaded once from ptlflow's release assets into the torch hub cache
+  (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
+
+Any mismatch raises :class:`~motion.errors.CheckpointError` with a report of the missing,
+unexpected and mis-shaped keys.
+"""
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..errors import CheckpointError, MissingFileError
+
+KeyMap = Callable[[str], "str | None"]
+
+PTLFLOW_RELEASES = "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/"
+
+# model name -> weight name -> file name of ptlflow's converted release asset (the 8 hex digits
+# before ".ckpt" are the SHA-256 prefix of the file). From ptlflow's
+# docs/source/models/checkpoint_list.csv; the upstream file each was converted from is noted.
+NAMED_WEIGHTS: dict[str, dict[str, str]] = {
+    "videoflow-bof": {
+        # ptlflow hosts no plain BOF_things.pth; "things" is the 288x960 "noise" Things stage.
+        "things": "videoflow_bof-things_288960noise-d581490a.ckpt",  # BOF_things_288960noise.pth
+        "things_288960noise": "videoflow_bof-things_288960noise-d581490a.ckpt",
+        "sintel": "videoflow_bof-sintel-c2010097.ckpt",  # BOF_sintel.pth
+        "kitti": "videoflow_bof-kitti-fa9af79c.ckpt",  # BOF_kitti.pth
+    },
+    "videoflow-mof": {
+        "things": "videoflow_mof-things-e24551af.ckpt",  # MOF_things.pth
+        "things_288960noise": "videoflow_mof-things_288960noise-0615a42e.ckpt",
+        "sintel": "videoflow_mof-sintel-739e4d3a.ckpt",  # MOF_sintel.pth
+        "kitti": "videoflow_mof-kitti-293b4f59.ckpt",  # MOF_kitti.pth
+    },
+}
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.[A-Za-z0-9]+$")
+_REPORT_LINES = 12
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the detected format and the keys that did not match (empty when strict)."""
+
+    source: str
+    format: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self) -> str:
+        """Multi-line human-readable summary of the mismatches."""
+        lines = [f"checkpoint {self.source} ({self.format} format)"]
+        for title, items in (
+            ("missing keys (in the model, not in the file)", self.missing),
+            ("unexpected keys (in the file, not in the model)", self.unexpected),
+        ):
+            if items:
+                lines.append(f"  {len(items)} {title}:")
+                lines += [f"    {k}" for k in items[:_REPORT_LINES]]
+                if len(items) > _REPORT_LINES:
+                    lines.append(f"    ... and {len(items) - _REPORT_LINES} more")
+        if self.mismatched:
+            lines.append(f"  {len(self.mismatched)} keys with a different shape (file vs model):")
+            lines += [f"    {k}: {list(a)} vs {list(b)}" for k, a, b in self.mismatched[:_REPORT_LINES]]
+            if len(self.mismatched) > _REPORT_LINES:
+                lines.append(f"    ... and {len(self.mismatched) - _REPORT_LINES} more")
+        return "\n".join(lines)
+
+
+def read_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """Read a checkpoint file (or an already loaded object) and return ``(state_dict, format, meta)``.
+
+    ``format`` is ``"motion4d"``, ``"ptlflow"``, ``"wrapped"`` (``{"model": state_dict}``) or
+    ``"state_dict"``; ``meta`` holds ``model``/``config`` for our own format. The ``module.`` prefix of
+    DataParallel checkpoints is removed.
+    """
+    if isinstance(source, Mapping):
+        obj: Any = source
+        name = "<state_dict>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise MissingFileError(f"weights: checkpoint file {path} does not exist")
+        name = str(path)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and unpickling-policy errors all mean "not a checkpoint"
+            raise CheckpointError(f"weights: {path} is not a readable PyTorch checkpoint: {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"weights: {name} holds a {type(obj).__name__}, expected a state_dict mapping")
+    meta: dict[str, Any] = {}
+    if isinstance(obj.get("state_dict"), Mapping) and isinstance(obj.get("model"), str):
+        fmt, state, meta = "motion4d", obj["state_dict"], {"model": obj["model"], "config": obj.get("config", {})}
+    elif isinstance(obj.get("state_dict"), Mapping):
+        fmt, state = "ptlflow", obj["state_dict"]
+    elif isinstance(obj.get("model"), Mapping):
+        fmt, state = "wrapped", obj["model"]
+    else:
+        fmt, state = "state_dict", obj
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"weights: {name} is not a state_dict: entries {bad[:5]} are not tensors")
+    return strip_prefix(dict(state), "module."), fmt, meta
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove ``prefix`` from the keys when every key carries it."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str = "<state_dict>",
+    fmt: str = "state_dict",
+    strict: bool = True,
+    key_map: KeyMap | None = None,
+) -> LoadReport:
+    """Copy ``state`` into ``model``, comparing keys and shapes first.
+
+    Args:
+        key_map: optional renaming ``file key -> model key`` (None drops the key).
+        strict: raise :class:`CheckpointError` on any missing, unexpected or mis-shaped key;
+            otherwise load what matches and return the report.
+    """
+    if key_map is not None:
+        renamed = {}
+        for k, v in state.items():
+            new = key_map(k)
+            if new is not None:
+                renamed[new] = v
+        state = renamed
+    own = model.state_dict()
+    report = LoadReport(source, fmt)
+    report.missing = sorted(k for k in own if k not in state)
+    report.unexpected = sorted(k for k in state if k not in own)
+    report.mismatched = sorted(
+        (k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and state[k].shape != own[k].shape
+    )
+    if strict and not report.ok:
+        raise CheckpointError(f"weights do not match {type(model).__name__}:\n" + report.describe())
+    usable = {k: v.to(dtype=own[k].dtype) if v.is_floating_point() else v
+              for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(usable, strict=False)
+    return report
+
+
+def load_weights(
+    model: nn.Module,
+    weights: str | os.PathLike | Mapping[str, Any],
+    model_name: str | None = None,
+    strict: bool = True,
+    key_map: KeyMap | None = None,
+) -> LoadReport:
+    """Load ``weights`` (a path, a named weight set of ``model_name``, or a state_dict) into ``model``."""
+    if isinstance(weights, str) and model_name is not None and weights in NAMED_WEIGHTS.get(model_name, {}):
+        weights = download_named_weights(model_name, weights)
+    elif isinstance(weights, str) and not Path(weights).exists() and os.sep not in weights and "." not in weights:
+        names = sorted(NAMED_WEIGHTS.get(model_name or "", {}))
+        raise CheckpointError(
+            f"weights={weights!r} is neither an existing file nor a named weight set"
+            + (f" of {model_name} (known: {names})" if model_name else "")
+        )
+    state, fmt, meta = read_checkpoint(weights)
+    if fmt == "motion4d" and model_name is not None and meta.get("model") != model_name:
+        raise CheckpointError(
+            f"weights: checkpoint {weights} was saved for model {meta.get('model')!r}, not {model_name!r}"
+        )
+    source = "<state_dict>" if isinstance(weights, Mapping) else str(weights)
+    return load_state(model, state, source=source, fmt=fmt, strict=strict, key_map=key_map)
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | os.PathLike, model_name: str, config: Any = None, **extra: Any
+) -> Path:
+    """Write our format ``{"model": name, "config": {...}, "state_dict": ...}`` atomically.
+
+    ``config`` may be a dataclass or a dict; ``extra`` entries (e.g. ``step``) are stored alongside.
+    """
+    if is_dataclass(config):
+        config = asdict(config)
+    payload = {"model": model_name, "config": dict(config or {}), "state_dict": model.state_dict(), **extra}
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        torch.save(payload, tmp)
+    return target
+
+
+def named_weights_url(model_name: str, weights: str) -> str:
+    """Download URL of a named weight set (raises CheckpointError for unknown names)."""
+    table = NAMED_WEIGHTS.get(model_name)
+    if table is None or weights not in table:
+        known = sorted(table) if table else []
+        raise CheckpointError(f"no named weights {weights!r} for {model_name!r}; known: {known}")
+    file_name = table[weights]
+    return file_name if "://" in file_name else PTLFLOW_RELEASES + file_name
+
+
+def download_named_weights(model_name: str, weights: str, progress: bool = True) -> Path:
+    """Return the local path of a named weight set, downloading it into the torch hub cache once.
+
+    The SHA-256 of the downloaded file must start with the hex digits in its name (torch hub's
+    convention, which ptlflow's assets follow). Failures raise :class:`CheckpointError` that says
+    what to download by hand.
+    """
+    url = named_weights_url(model_name, weights)
+    file_name = url.rsplit("/", 1)[-1]
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    target = cache / file_name
+    if target.is_file():
+        return target
+    match = _HASH_IN_NAME.search(file_name)
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1) if match else None, progress=progress)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise CheckpointError(
+            f"could not download the {weights!r} weights of {model_name} from {url} ({exc}). Without network "
+            f"access, download the file elsewhere and pass weights=PATH, or place it at {target}"
+        ) from exc
+    except RuntimeError as exc:  # torch.hub's hash mismatch; it removes the partial file
+        raise CheckpointError(f"downloaded weights {url} failed the integrity check: {exc}") from exc
+    return target
