@@ -32,6 +32,7 @@ _PROVIDERS = (
     "motion.models.videoflow",
     "motion.models.splatflow",
     "motion.models.streamflow",
+    "motion.models.tiny",
 )
 
 

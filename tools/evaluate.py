@@ -147,14 +147,10 @@ def plan_units(dataset, protocol: Protocol, max_samples: int | None) -> list[Uni
 
 def _clip_key(dataset, index: int) -> str:
     """Key of the evaluated pair of sample ``index`` (from the reader's index, without reading images)."""
-    refs, records = getattr(dataset, "_index", None), getattr(dataset, "_records", None)
-    if refs is None or records is None:  # a reader without the base-class index: read the sample
-        sample = dataset[index]
-        return pair_key(sample.sequence, sample.frame_ids[sample.target], sample.frame_ids[sample.target + 1])
-    ref = refs[index]
-    record = records[ref.sequence]
-    a, b = record.frame_ids[ref.anchor], record.frame_ids[ref.anchor + 1]
-    return pair_key(record.name, b, a) if ref.backward else pair_key(record.name, a, b)
+    if hasattr(dataset, "evaluated_pair"):
+        return pair_key(*dataset.evaluated_pair(index))
+    sample = dataset[index]  # a reader without the base-class index
+    return pair_key(sample.sequence, sample.frame_ids[sample.target], sample.frame_ids[sample.target + 1])
 
 
 # --------------------------------------------------------------------------------------------------

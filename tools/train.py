@@ -43,8 +43,6 @@ import numpy as np
 from motion.atomic import atomic_path, atomic_write_text
 from motion.errors import CheckpointError, InvalidArgumentError
 
-import tools.tiny_model  # noqa: F401  (registers "tiny-flow" for smoke runs)
-
 CHECKPOINT_FORMAT = "motion4d-train-v1"
 
 #: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes below).

@@ -356,6 +356,14 @@ class FlowDataset(torch.utils.data.Dataset):
         sample = self._read(record, positions, target)
         return sample.reversed() if ref.backward else sample
 
+    def evaluated_pair(self, index: int) -> tuple[str, Any, Any]:
+        """``(sequence, source frame id, target frame id)`` of sample ``index``'s evaluated pair,
+        without reading any image (a reversed sample's pair runs from the later frame to the earlier)."""
+        ref = self._index[int(index)]
+        record = self._records[ref.sequence]
+        a, b = record.frame_ids[ref.anchor], record.frame_ids[ref.anchor + 1]
+        return (record.name, b, a) if ref.backward else (record.name, a, b)
+
     @property
     def sequences(self) -> list[str]:
         """Names of the sequences found (after the ``sequences`` filter), in reading order."""

@@ -4,9 +4,8 @@ It is a real (if weak) network: for each consecutive pair it sees both frames an
 difference and regresses the flow in one shot at full resolution, plus one residual refinement
 whose two predictions feed the sequence loss like the RAFT family's iterations. ~6k parameters;
 a CPU step on a 32 x 48 crop takes milliseconds, which is what ``motion4d train`` tests, DDP checks
-and quick recipe dry runs need. Registered when this module (or ``tools.train``) is imported::
+and quick recipe dry runs need::
 
-    import tools.tiny_model, motion
     model = motion.create("tiny-flow", device="cpu")
 """
 from __future__ import annotations
