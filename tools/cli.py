@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tools.train", "train a flow model (single process or torchrun DDP)"),
     "corpus": ("tools.run_corpus", "flow, encodings or tracks for every video of a corpus, sharded"),
     "sceneflow": ("tools.sceneflow", "scene flow between point clouds or over a data set"),
+    "train-scoop": ("tools.train_scoop", "train SCOOP (self-supervised scene flow) on a data set or synthetic pairs"),
     "reconstruct": ("tools.reconstruct", "4D Gaussians from video (gaussian-flow, gflow)"),
 }
 

@@ -51,6 +51,15 @@ NAMED_WEIGHTS: dict[str, dict[str, str]] = {
         "sintel": "videoflow_mof-sintel-739e4d3a.ckpt",  # MOF_sintel.pth
         "kitti": "videoflow_mof-kitti-293b4f59.ckpt",  # MOF_kitti.pth
     },
+    "splatflow": {
+        "kitti": "splatflow-kitti-2aa8e145.ckpt",  # splatflow_kitti_50k.pth
+    },
+    "streamflow": {
+        "things": "streamflow-things-c640255a.ckpt",  # streamflow-things.pth
+        "sintel": "streamflow-sintel-af557e5e.ckpt",  # streamflow-sintel.pth
+        "kitti": "streamflow-kitti-eaafa6ed.ckpt",  # streamflow-kitti.pth
+        "spring": "streamflow-spring-092f8a17.ckpt",  # streamflow-spring.pth
+    },
 }
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.[A-Za-z0-9]+$")

@@ -1,0 +1,47 @@
+"""Small helpers shared by the SplatFlow and StreamFlow models (option checks, frames, correlation)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..checks import check_shape
+from ..errors import InvalidArgumentError, ShapeError
+
+CORR_LEVELS = 4
+CORR_RADIUS = 4
+CORR_MODES = ("all_pairs", "on_the_fly")
+ATTENTION_MODES = ("auto", "dense", "fused")
+
+
+def check_count(value: Any, name: str, minimum: int = 1) -> None:
+    """Raise InvalidArgumentError unless ``value`` is an int (not bool) >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def as_batch_frame(frame: Any, name: str = "frame") -> torch.Tensor:
+    """A stream element ``[3, H, W]`` or ``[B, 3, H, W]`` floating in [0, 1] -> ``[B, 3, H, W]``."""
+    if not isinstance(frame, torch.Tensor):
+        raise InvalidArgumentError(f"{name} must be a torch.Tensor [3, H, W] or [B, 3, H, W], got {type(frame).__name__}")
+    if frame.dim() == 3:
+        frame = frame[None]
+    check_shape(frame, name, ("B", 3, "H", "W"))
+    if not frame.is_floating_point():
+        raise ShapeError(f"{name} must be floating point in [0, 1], got {frame.dtype}")
+    return frame
+
+
+def correlation(fmap1: torch.Tensor, fmap2: torch.Tensor, mode: str, backend: str):
+    """RAFT's 4-level, radius-4 correlation of ``[N, D, h, w]`` features (``motion.ops``)."""
+    from ..ops import CorrelationVolume  # imported lazily: the ops package may compile kernels
+
+    return CorrelationVolume(fmap1, fmap2, num_levels=CORR_LEVELS, radius=CORR_RADIUS, mode=mode, backend=backend)
+
+
+def fused_attention(attention: str, corr_mode: str) -> bool:
+    """GMA evaluation path: ``auto`` is dense with all-pairs correlation and fused with on-the-fly."""
+    if attention == "auto":
+        return corr_mode == "on_the_fly"
+    return attention == "fused"
+

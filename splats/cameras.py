@@ -1,0 +1,381 @@
+"""Pinhole cameras (OpenCV axes, world-to-camera) and trajectory files: TUM, COLMAP text, transforms.json.
+
+Axes: x right, y down, z forward. Pixel centres sit at integer coordinates, so a point on the optical
+axis projects to ``(cx, cy)`` and the image spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
+
+from motion.atomic import atomic_write_text
+from motion.checks import check_file, check_finite, check_floating, check_positive, check_shape
+from motion.errors import InputFileError, InvalidArgumentError, ShapeError
+
+# OpenGL / Blender camera axes (x right, y up, z backwards) -> OpenCV: flip the y and z camera axes.
+GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> torch.Tensor:
+    """``[3, 3]`` pinhole matrix."""
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def invert_rigid(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of rigid transforms ``[..., 4, 4]``."""
+    r = m[..., :3, :3].transpose(-1, -2)
+    out = torch.zeros_like(m)
+    out[..., :3, :3] = r
+    out[..., :3, 3] = -(r @ m[..., :3, 3:4])[..., 0]
+    out[..., 3, 3] = 1
+    return out
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+    """World-to-camera ``[..., 4, 4]`` (OpenCV axes) of cameras at ``eye [..., 3]`` facing ``target``.
+
+    ``up`` is the world direction that should appear upwards in the image (default ``-y``, i.e. a
+    world whose y axis points down like OpenCV's image axis).
+    """
+    eye, target = torch.as_tensor(eye, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+    eye, target = torch.broadcast_tensors(eye, target)
+    up = torch.tensor([0.0, -1.0, 0.0]) if up is None else torch.as_tensor(up, dtype=torch.float32)
+    z = torch.nn.functional.normalize(target - eye, dim=-1)
+    x = torch.nn.functional.normalize(torch.cross(z, up.expand_as(z), dim=-1), dim=-1)
+    if not torch.isfinite(x).all() or (x.norm(dim=-1) < 0.5).any():
+        raise InvalidArgumentError("look_at: the viewing direction is parallel to 'up'")
+    y = torch.cross(z, x, dim=-1)
+    c2w = torch.zeros(eye.shape[:-1] + (4, 4))
+    c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = x, y, z, eye
+    c2w[..., 3, 3] = 1
+    return invert_rigid(c2w)
+
+
+@dataclass
+class Cameras:
+    """C pinhole cameras sharing one image size.
+
+    Attributes:
+        K: ``[C, 3, 3]`` intrinsics (pixel centres at integer coordinates).
+        world_to_cam: ``[C, 4, 4]`` rigid transforms, OpenCV axes.
+        width, height: image size in pixels.
+    """
+
+    K: torch.Tensor
+    world_to_cam: torch.Tensor
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        for name in ("K", "world_to_cam"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor):
+                value = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+                setattr(self, name, value)
+            check_floating(value, f"Cameras.{name}")
+        if self.K.dim() == 2:
+            self.K = self.K[None]
+        if self.world_to_cam.dim() == 2:
+            self.world_to_cam = self.world_to_cam[None]
+        c = check_shape(self.K, "Cameras.K", ("C", 3, 3))["C"]
+        check_shape(self.world_to_cam, "Cameras.world_to_cam", (None, 4, 4))
+        if self.world_to_cam.shape[0] != c:
+            if c == 1:
+                self.K = self.K.expand(self.world_to_cam.shape[0], 3, 3)
+            else:
+                raise ShapeError(
+                    f"Cameras.K holds {c} cameras but Cameras.world_to_cam holds {self.world_to_cam.shape[0]}"
+                )
+        check_finite(self.K.detach(), "Cameras.K")
+        check_finite(self.world_to_cam.detach(), "Cameras.world_to_cam")
+        self.width, self.height = int(self.width), int(self.height)
+        check_positive(self.width, "Cameras.width")
+        check_positive(self.height, "Cameras.height")
+        if (self.K[:, 0, 0] <= 0).any() or (self.K[:, 1, 1] <= 0).any():
+            raise InvalidArgumentError("Cameras.K must have positive focal lengths fx, fy")
+
+    @classmethod
+    def from_fov(cls, world_to_cam: torch.Tensor, width: int, height: int, fov_x_deg: float = 60.0) -> "Cameras":
+        """Cameras with square pixels, the principal point at the image centre and horizontal FoV."""
+        if not 0 < fov_x_deg < 180:
+            raise InvalidArgumentError(f"fov_x_deg must be in (0, 180), got {fov_x_deg}")
+        f = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2)
+        return cls(intrinsics_matrix(f, f, (width - 1) / 2, (height - 1) / 2), world_to_cam, width, height)
+
+    def __len__(self) -> int:
+        return self.K.shape[0]
+
+    def __getitem__(self, index: int | slice | torch.Tensor | list[int]) -> "Cameras":
+        if isinstance(index, int):
+            index = [index]
+        return Cameras(self.K[index], self.world_to_cam[index], self.width, self.height)
+
+    def to(self, *args, **kwargs) -> "Cameras":
+        return Cameras(self.K.to(*args, **kwargs), self.world_to_cam.to(*args, **kwargs), self.width, self.height)
+
+    @staticmethod
+    def concat(parts: list["Cameras"]) -> "Cameras":
+        sizes = {(p.width, p.height) for p in parts}
+        if len(sizes) != 1:
+            raise InvalidArgumentError(f"cameras of different image sizes cannot be concatenated: {sorted(sizes)}")
+        return Cameras(torch.cat([p.K for p in parts]), torch.cat([p.world_to_cam for p in parts]), *sizes.pop())
+
+    @property
+    def device(self) -> torch.device:
+        return self.K.device
+
+    @property
+    def cam_to_world(self) -> torch.Tensor:
+        """``[C, 4, 4]``."""
+        return invert_rigid(self.world_to_cam)
+
+    @property
+    def centers(self) -> torch.Tensor:
+        """``[C, 3]`` camera centres in world coordinates."""
+        return self.cam_to_world[:, :3, 3]
+
+    def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Project world points ``[N, 3]`` (or per camera ``[C, N, 3]``).
+
+        Returns:
+            ``uv [C, N, 2]`` pixels and ``depth [C, N]`` (camera z).
+        """
+        if points.dim() == 2:
+            points = points[None].expand(len(self), -1, -1)
+        check_shape(points, "points", (len(self), "N", 3))
+        r, t = self.world_to_cam[:, None, :3, :3], self.world_to_cam[:, None, :3, 3]
+        cam = (r @ points[..., None])[..., 0] + t
+        z = cam[..., 2]
+        uvw = (self.K[:, None] @ cam[..., None])[..., 0]
+        return uvw[..., :2] / z[..., None], z
+
+    def scaled(self, factor: float) -> "Cameras":
+        """The same cameras for images resized by ``factor`` (pixel-centre convention kept)."""
+        k = self.K.clone()
+        k[:, :2, :2] *= factor
+        k[:, :2, 2] = (k[:, :2, 2] + 0.5) * factor - 0.5
+        return Cameras(k, self.world_to_cam, round(self.width * factor), round(self.height * factor))
+
+
+# -------------------------------------------------------------------- TUM
+def write_tum(path: str | os.PathLike, timestamps: np.ndarray | list[float], world_to_cam: torch.Tensor) -> Path:
+    """TUM trajectory: ``timestamp tx ty tz qx qy qz qw`` per line, camera-to-world."""
+    w2c = torch.as_tensor(world_to_cam, dtype=torch.float64)
+    check_shape(w2c, "world_to_cam", ("T", 4, 4))
+    stamps = np.asarray(timestamps, dtype=np.float64)
+    if stamps.shape != (w2c.shape[0],):
+        raise ShapeError(f"timestamps must have shape [{w2c.shape[0]}], got {list(stamps.shape)}")
+    c2w = invert_rigid(w2c)
+    q = rotation_matrix_to_quaternion(c2w[:, :3, :3].contiguous())  # wxyz
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for s, t, qq in zip(stamps, c2w[:, :3, 3].tolist(), q.tolist()):
+        lines.append(f"{s:.6f} {t[0]:.9f} {t[1]:.9f} {t[2]:.9f} {qq[1]:.9f} {qq[2]:.9f} {qq[3]:.9f} {qq[0]:.9f}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return Path(path)
+
+
+def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, torch.Tensor]:
+    """Read a TUM trajectory -> ``(timestamps [T], world_to_cam [T, 4, 4] float64)``."""
+    path = check_file(path, "TUM trajectory")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = line.replace(",", " ").split()
+        try:
+            values = [float(w) for w in words]
+        except ValueError as exc:
+            raise InputFileError(f"{path}:{i}: not a number in {line!r}") from exc
+        if len(values) != 8:
+            raise InputFileError(f"{path}:{i}: expected 8 values 'timestamp tx ty tz qx qy qz qw', got {len(values)}")
+        rows.append(values)
+    if not rows:
+        raise InputFileError(f"{path}: no poses in the TUM file")
+    a = torch.tensor(rows, dtype=torch.float64)
+    q = a[:, [7, 4, 5, 6]]
+    c2w = torch.eye(4, dtype=torch.float64).repeat(len(a), 1, 1)
+    c2w[:, :3, :3] = quaternion_to_rotation_matrix(q / q.norm(dim=-1, keepdim=True))
+    c2w[:, :3, 3] = a[:, 1:4]
+    return a[:, 0].numpy(), invert_rigid(c2w)
+
+
+# -------------------------------------------------------------------- COLMAP text
+def read_colmap_text(folder: str | os.PathLike) -> tuple[Cameras, list[str]]:
+    """Read ``cameras.txt`` + ``images.txt`` (PINHOLE, SIMPLE_PINHOLE; distortion-free models).
+
+    Returns ``(cameras, image names)`` ordered by image name. All cameras must share one size.
+    """
+    folder = check_file(folder, "COLMAP folder")
+    cams: dict[int, tuple[int, int, torch.Tensor]] = {}
+    for i, line in enumerate(check_file(folder / "cameras.txt", "cameras.txt").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        w = line.split()
+        model, width, height, p = w[1], int(w[2]), int(w[3]), [float(x) for x in w[4:]]
+        if model == "PINHOLE":
+            fx, fy, cx, cy = p[:4]
+        elif model == "SIMPLE_PINHOLE":
+            fx = fy = p[0]
+            cx, cy = p[1:3]
+        elif model in ("OPENCV", "RADIAL", "SIMPLE_RADIAL") and all(abs(x) < 1e-12 for x in p[4 if model == "OPENCV" else 3:]):
+            fx, fy, cx, cy = (p[:4] if model == "OPENCV" else (p[0], p[0], p[1], p[2]))
+        else:
+            raise InputFileError(f"{folder / 'cameras.txt'}:{i}: camera model {model} with distortion is not supported")
+        # COLMAP puts pixel centres at +0.5; ours are at integers.
+        cams[int(w[0])] = (width, height, intrinsics_matrix(fx, fy, cx - 0.5, cy - 0.5))
+    lines = [ln for ln in check_file(folder / "images.txt", "images.txt").read_text().splitlines() if not ln.startswith("#")]
+    entries = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        w = lines[i].split()
+        if len(w) < 10:
+            raise InputFileError(f"{folder / 'images.txt'}: malformed image line {lines[i]!r}")
+        q = torch.tensor([float(x) for x in w[1:5]], dtype=torch.float64)
+        t = torch.tensor([float(x) for x in w[5:8]], dtype=torch.float64)
+        cam_id = int(w[8])
+        if cam_id not in cams:
+            raise InputFileError(f"{folder / 'images.txt'}: image {w[9]} refers to unknown camera {cam_id}")
+        m = torch.eye(4, dtype=torch.float64)
+        m[:3, :3] = quaternion_to_rotation_matrix(q / q.norm())
+        m[:3, 3] = t
+        entries.append((" ".join(w[9:]), cams[cam_id], m))
+        i += 2  # skip the 2D points line
+    if not entries:
+        raise InputFileError(f"{folder / 'images.txt'}: no images")
+    entries.sort(key=lambda e: e[0])
+    sizes = {(e[1][0], e[1][1]) for e in entries}
+    if len(sizes) != 1:
+        raise InputFileError(f"{folder}: images of several sizes {sorted(sizes)} are not supported")
+    width, height = sizes.pop()
+    cameras = Cameras(
+        torch.stack([e[1][2] for e in entries]).float(), torch.stack([e[2] for e in entries]).float(), width, height
+    )
+    return cameras, [e[0] for e in entries]
+
+
+def write_colmap_text(folder: str | os.PathLike, cameras: Cameras, names: list[str]) -> Path:
+    """Write ``cameras.txt`` (PINHOLE, one per image), ``images.txt`` and an empty ``points3D.txt``."""
+    if len(names) != len(cameras):
+        raise ShapeError(f"names ({len(names)}) and cameras ({len(cameras)}) must have the same count")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    k = cameras.K.detach().double().cpu()
+    w2c = cameras.world_to_cam.detach().double().cpu()
+    q = rotation_matrix_to_quaternion(w2c[:, :3, :3].contiguous())
+    cam_lines = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"]
+    img_lines = ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
+    for i, name in enumerate(names):
+        fx, fy, cx, cy = k[i, 0, 0], k[i, 1, 1], k[i, 0, 2] + 0.5, k[i, 1, 2] + 0.5
+        cam_lines.append(f"{i + 1} PINHOLE {cameras.width} {cameras.height} {fx:.9f} {fy:.9f} {cx:.9f} {cy:.9f}")
+        qq, t = q[i].tolist(), w2c[i, :3, 3].tolist()
+        img_lines.append(f"{i + 1} " + " ".join(f"{x:.12f}" for x in qq + t) + f" {i + 1} {name}")
+        img_lines.append("")
+    atomic_write_text(folder / "cameras.txt", "\n".join(cam_lines) + "\n")
+    atomic_write_text(folder / "images.txt", "\n".join(img_lines) + "\n")
+    atomic_write_text(folder / "points3D.txt", "# POINT3D_ID X Y Z R G B ERROR TRACK[]\n")
+    return folder
+
+
+# -------------------------------------------------------------------- transforms.json
+@dataclass
+class TransformsFrames:
+    """Frames listed in a nerfstudio / D-NeRF ``transforms*.json``."""
+
+    cameras: Cameras
+    image_paths: list[Path]
+    times: np.ndarray | None  # [C] in [0, 1] (D-NeRF), None when the file has no times
+
+
+def read_transforms_json(path: str | os.PathLike, width: int | None = None, height: int | None = None) -> TransformsFrames:
+    """Read a nerfstudio / D-NeRF / Blender ``transforms*.json``; OpenGL axes are converted to OpenCV.
+
+    Intrinsics come from ``fl_x, fl_y, cx, cy, w, h`` (nerfstudio, top-level or per frame) or from
+    ``camera_angle_x`` plus the image size (Blender / D-NeRF: pass ``width``/``height`` or the first
+    image is opened to read it).
+    """
+    path = check_file(path, "transforms json")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path}: invalid JSON ({exc})") from exc
+    frames = meta.get("frames")
+    if not frames:
+        raise InputFileError(f"{path}: no 'frames' list")
+    paths, c2ws, times, ks = [], [], [], []
+    for i, frame in enumerate(frames):
+        if "file_path" not in frame or "transform_matrix" not in frame:
+            raise InputFileError(f"{path}: frame {i} lacks 'file_path' or 'transform_matrix'")
+        p = path.parent / frame["file_path"]
+        if not p.suffix:
+            p = p.with_suffix(".png")
+        paths.append(p)
+        m = torch.tensor(frame["transform_matrix"], dtype=torch.float64)
+        if m.shape != (4, 4):
+            raise InputFileError(f"{path}: frame {i} transform_matrix is not 4x4")
+        c2ws.append(m @ GL_TO_CV)
+        if "time" in frame:
+            times.append(float(frame["time"]))
+        ks.append({**meta, **frame})
+    w = width or meta.get("w")
+    h = height or meta.get("h")
+    if w is None or h is None:
+        import cv2
+
+        img = cv2.imread(str(paths[0]), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise InputFileError(f"{path}: cannot read image size from {paths[0]}; pass width and height")
+        h, w = img.shape[:2]
+    w, h = int(w), int(h)
+    kmats = []
+    for entry in ks:
+        if "fl_x" in entry:
+            fx = float(entry["fl_x"])
+            fy = float(entry.get("fl_y", fx))
+            # nerfstudio also uses the +0.5 pixel-centre convention (cx = W / 2 for a centred camera)
+            cx = float(entry.get("cx", w / 2)) - 0.5
+            cy = float(entry.get("cy", h / 2)) - 0.5
+        elif "camera_angle_x" in entry:
+            fx = fy = 0.5 * w / math.tan(0.5 * float(entry["camera_angle_x"]))
+            cx, cy = (w - 1) / 2, (h - 1) / 2
+        else:
+            raise InputFileError(f"{path}: no intrinsics (expected fl_x/fl_y/cx/cy or camera_angle_x)")
+        kmats.append(intrinsics_matrix(fx, fy, cx, cy))
+    if times and len(times) != len(frames):
+        raise InputFileError(f"{path}: only {len(times)} of {len(frames)} frames have a 'time'")
+    cameras = Cameras(torch.stack(kmats), invert_rigid(torch.stack(c2ws)).float(), w, h)
+    return TransformsFrames(cameras, paths, np.asarray(times, dtype=np.float64) if times else None)
+
+
+def write_transforms_json(
+    path: str | os.PathLike, cameras: Cameras, file_paths: list[str], times: np.ndarray | None = None
+) -> Path:
+    """Write a nerfstudio-style ``transforms.json`` (OpenGL axes, +0.5 pixel-centre intrinsics)."""
+    if len(file_paths) != len(cameras):
+        raise ShapeError(f"file_paths ({len(file_paths)}) and cameras ({len(cameras)}) must have the same count")
+    c2w = (cameras.cam_to_world.detach().double().cpu() @ GL_TO_CV)
+    frames = []
+    for i, fp in enumerate(file_paths):
+        k = cameras.K[i].detach().double().cpu()
+        entry = {
+            "file_path": fp,
+            "transform_matrix": c2w[i].tolist(),
+            "fl_x": float(k[0, 0]), "fl_y": float(k[1, 1]),
+            "cx": float(k[0, 2]) + 0.5, "cy": float(k[1, 2]) + 0.5,
+        }
+        if times is not None:
+            entry["time"] = float(times[i])
+        frames.append(entry)
+    meta = {"camera_model": "OPENCV", "w": cameras.width, "h": cameras.height, "frames": frames}
+    atomic_write_text(path, json.dumps(meta, indent=1))
+    return Path(path)
