@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from .atomic import atomic_write_text
 from .checks import check_positive, require
 from .errors import InvalidArgumentError, ShapeError
+from .models.base import FlowOutput
 from .models.blocks import sequence_loss
 from .models.checkpoints import read_checkpoint, save_checkpoint
 
@@ -304,6 +305,11 @@ def clip_loss(step: nn.Module, batch: dict[str, torch.Tensor], config: TrainConf
     preds = step(batch["frames"])
     fwd, bwd = batch["flow_forward"], batch["flow_backward"]
     vf, vb = batch["valid_forward"], batch["valid_backward"]
+    model_loss = getattr(inner.model, "loss", None)
+    if model_loss is not None and not inner.interior:
+        # the model's own loss (SplatFlow's normalisation, StreamFlow's sum over the T-1 flows)
+        output = FlowOutput(forward=preds[-1], extras={"forward_iterations": preds})
+        return model_loss(output, fwd, vf, gamma=config.gamma, max_flow=config.max_flow)
     if inner.interior:
         target, valid = torch.cat([fwd[:, 1:], bwd[:, :-1]], dim=1), torch.cat([vf[:, 1:], vb[:, :-1]], dim=1)
     elif preds[0].shape[1] == 2 * fwd.shape[1]:

@@ -122,3 +122,32 @@ def test_overfitting_one_clip_lowers_the_loss_and_resumes(tmp_path):
     config.steps = 9
     again = train(motion.create("videoflow-mof", device="cpu", encoder="basic"), clip, config, out_dir=tmp_path)
     assert again.steps == 9 and [h["step"] for h in again.history] == list(range(1, 10))
+
+
+def test_clip_loss_uses_the_models_own_loss_when_it_has_one():
+    """SplatFlow / StreamFlow define ``loss``; the trainer must use it instead of the generic one."""
+    from motion.models.tiny import TinyFlow
+    from motion.train import SupervisedStep, TrainConfig, clip_loss
+
+    calls = []
+
+    class TinyWithLoss(TinyFlow):
+        def loss(self, output, target, valid=None, gamma=0.8, max_flow=400.0):
+            calls.append((len(output.extras["forward_iterations"]), tuple(target.shape), gamma))
+            return (output.forward - target).abs().mean() * 0 + 7.0, {"own": 1.0}
+
+    torch.manual_seed(0)
+    model = TinyWithLoss().train()
+    b, t, h, w = 2, 3, 16, 24
+    batch = {
+        "frames": torch.rand(b, t, 3, h, w),
+        "flow_forward": torch.zeros(b, t - 1, 2, h, w), "flow_backward": torch.zeros(b, t - 1, 2, h, w),
+        "valid_forward": torch.ones(b, t - 1, h, w, dtype=torch.bool),
+        "valid_backward": torch.ones(b, t - 1, h, w, dtype=torch.bool),
+    }
+    loss, info = clip_loss(SupervisedStep(model, iters=2), batch, TrainConfig(gamma=0.85))
+    assert loss.item() == 7.0 and info == {"own": 1.0}
+    assert calls and calls[0][1] == (b, t - 1, 2, h, w) and calls[0][2] == 0.85
+    # without a model loss the generic sequence loss is used
+    plain, _ = clip_loss(SupervisedStep(TinyFlow().train(), iters=2), batch, TrainConfig(gamma=0.85))
+    assert plain.item() != 7.0
