@@ -173,15 +173,26 @@ def test_accumulate_merges_sweeps_in_the_last_frame(rng: np.random.Generator) ->
         accumulate([sweeps[0], sweeps[1][:, :2]])
 
 
-@pytest.mark.slow
-def test_nsfp_beats_baselines_on_synthetic_scenes() -> None:
+def _baseline_margin(method: str) -> None:
+    """``method`` reaches less than half the EPE3D of the better of NN flow and ICP on two scenes."""
     from pointclouds.synthetic import make_scene_flow_pair
 
     for seed, nonrigid in ((3, False), (4, True)):
         s = make_scene_flow_pair(2048, seed=seed, nonrigid=nonrigid, overlap=0.9, noise=0.01, extent=15.0)
         epe = {}
-        for method, opts in (("nn", {}), ("icp", {}), ("nsfp", {"device": "cpu"}), ("nsfp-fast", {"device": "cpu"})):
-            out = estimate_scene_flow(s.source, s.target, method=method, **opts)
-            epe[method] = scene_flow_metrics(out.flow, s.flow, s.mask)["epe3d"]
-        for method in ("nsfp", "nsfp-fast"):
-            assert epe[method] < 0.5 * min(epe["nn"], epe["icp"]), epe
+        for name, opts in (("nn", {}), ("icp", {}), (method, {"device": "cpu"})):
+            out = estimate_scene_flow(s.source, s.target, method=name, **opts)
+            epe[name] = scene_flow_metrics(out.flow, s.flow, s.mask)["epe3d"]
+        assert epe[method] < 0.5 * min(epe["nn"], epe["icp"]), epe
+
+
+@pytest.mark.slow
+def test_nsfp_beats_baselines_on_synthetic_scenes() -> None:
+    _baseline_margin("nsfp")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue #8 is open: fast mode reaches EPE3D 0.51 (rigid) and 1.17 "
+                   "(non-rigid, stops early) against NN 0.89 / 1.16 and ICP 0.85 / 1.13")
+def test_nsfp_fast_beats_baselines_on_synthetic_scenes() -> None:
+    _baseline_margin("nsfp-fast")
