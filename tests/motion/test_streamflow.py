@@ -211,29 +211,10 @@ def test_training_mode_gives_every_iteration_and_gradients():
 
 @pytest.mark.slow
 def test_toy_training_lowers_epe():
-    from motion.synthetic import make_sequence
+    from tests.motion.toy_training import toy_fit_epe
 
-    torch.manual_seed(0)
-    seq = make_sequence(T=3, height=64, width=64, seed=1, max_speed=2.0)
-    frames = torch.from_numpy(seq.frames).permute(0, 3, 1, 2).float().div(255.0)[None]
-    target = torch.from_numpy(seq.flow_forward)[None]
-    m = motion.create("streamflow", device="cpu", group_size=3, train_iters=3, iters=3)
-
-    def epe() -> float:
-        m.eval()
-        with torch.no_grad():
-            return (m(frames).forward - target).norm(dim=2).mean().item()
-
-    before = epe()
-    optimiser = torch.optim.AdamW(m.parameters(), lr=4e-4, weight_decay=1e-5)
-    m.train()
-    for _ in range(20):
-        loss, _ = m.loss(m(frames), target)
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-        optimiser.step()
-    assert epe() < 0.7 * before
+    before, after = toy_fit_epe(motion.create("streamflow", device="cpu", group_size=3, train_iters=3, iters=3), steps=20)
+    assert after < 0.7 * before
 
 
 # ------------------------------------------------------------------------------ errors
