@@ -129,6 +129,9 @@ def rasterize(
         opacities ``[(C,) N]`` in (0, 1); colors ``[(C,) N, D]`` features, or SH ``[(C,) N, K, 3]``
         with ``sh_degree``; viewmats ``[C, 4, 4]`` world-to-camera; Ks ``[C, 3, 3]`` (integer pixel
         centres); backgrounds ``[C, D]`` or ``[D]`` colour behind the Gaussians (depth gets 0).
+        max_pairs: PyTorch backend only: the most (pixel, Gaussian) candidates whose compositing
+            state is kept for the backward pass; above it each chunk's pairs are rebuilt in the
+            backward pass (slower, memory bounded by one chunk). Results are the same either way.
 
     Returns:
         ``images [C, H, W, X]`` (X = D, 1 for "D"/"ED", D + 1 for "RGB+D"/"RGB+ED"; "ED" divides the

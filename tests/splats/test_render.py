@@ -65,17 +65,118 @@ def test_projection_of_a_point_lands_on_its_pixel():
     assert img[0, v, u, 0] > 0.9
 
 
-@pytest.mark.parametrize("max_pairs", [1 << 22, 3000])
-def test_compositor_matches_dense_loop(max_pairs):
-    g, cams = _scene(50), _cameras()
-    proj = rt.project(g.means, g.quats, g.scales, cams.world_to_cam, _shifted_intrinsics(cams.K), 24, 20,
-                      opacities=g.opacities)
+# (chunk size in box pixels, max_pairs): one chunk; several chunks whose pairs are kept for the
+# backward pass; several chunks rebuilt in the backward pass (the memory-bounded mode)
+CHUNKINGS = [(None, 1 << 22), (400, 1 << 22), (400, 2000)]
+
+
+@pytest.fixture(params=CHUNKINGS, ids=["one-chunk", "kept-chunks", "rebuilt-chunks"])
+def chunking(request, monkeypatch):
+    chunk, max_pairs = request.param
+    if chunk is not None:
+        monkeypatch.setattr(rt, "CHUNK_PAIRS", chunk)
+    return max_pairs
+
+
+def _projected(n=50, seed=0, dtype=torch.float32, width=24, height=20, eps2d=0.3, scene=None):
+    g = _scene(n, seed, dtype) if scene is None else scene
+    cams = _cameras(width, height, dtype)
+    proj = rt.project(g.means, g.quats, g.scales, cams.world_to_cam, _shifted_intrinsics(cams.K), width, height,
+                      eps2d=eps2d, opacities=g.opacities)
     feats = torch.cat([g.colors.expand(2, -1, -1), proj.depths[..., None]], dim=-1)
-    ours, alpha = rt.composite(proj, g.opacities, feats, 24, 20, max_pairs=max_pairs)
-    ref, ref_alpha = rt.composite_dense(proj, g.opacities, feats, 24, 20)
+    return proj, g.opacities, feats
+
+
+def test_compositor_matches_dense_loop(chunking):
+    proj, opac, feats = _projected()
+    ours, alpha = rt.composite(proj, opac, feats, 24, 20, max_pairs=chunking)
+    ref, ref_alpha = rt.composite_dense(proj, opac, feats, 24, 20)
     torch.testing.assert_close(ours, ref, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(alpha, ref_alpha, atol=2e-6, rtol=1e-5)
     assert alpha.max() > 0.999  # the early-termination branch was exercised
+
+
+def test_analytic_backward_matches_autograd_of_dense_loop(chunking):
+    # float64, gradients of a generic loss of image and alpha w.r.t. every compositor input; a few
+    # nearly opaque Gaussians centred on pixel centres hit the 0.999 alpha clamp
+    scene = _scene(50, 1, torch.float64)
+    scene = scene.replace(logit_opacities=torch.cat([torch.full((6,), 12.0, dtype=torch.float64),
+                                                     scene.logit_opacities[6:]]))
+    proj, opac, feats = _projected(scene=scene, dtype=torch.float64)
+    means2d = proj.means2d.detach().clone()
+    means2d[:, :6] = means2d[:, :6].floor() + 0.5
+    leaves = [t.detach().clone().requires_grad_() for t in (means2d, proj.conics, opac, feats)]
+    g = torch.Generator().manual_seed(0)
+    w_img = torch.randn(2, 20, 24, 4, generator=g, dtype=torch.float64)
+    w_alpha = torch.randn(2, 20, 24, 1, generator=g, dtype=torch.float64)
+
+    def grads(fn, **kw):
+        p = rt.Projection(means2d=leaves[0], conics=leaves[1], depths=proj.depths.detach(), radii=proj.radii)
+        img, alpha = fn(p, leaves[2], leaves[3], 24, 20, **kw)
+        return torch.autograd.grad((img * w_img).sum() + (alpha * w_alpha).square().sum(), leaves)
+
+    ours = grads(rt.composite, max_pairs=chunking)
+    ref = grads(rt.composite_dense)
+    for name, a, b in zip(("means2d", "conics", "opacities", "features"), ours, ref):
+        assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8, msg=name)
+    p = rt.Projection(means2d=means2d, conics=proj.conics.detach(), depths=proj.depths, radii=proj.radii)
+    lay = rt._layout(p, 24, 20, 1 << 30)
+    pairs = rt._chunk_pairs(rt._gaussian_table(p, opac.detach(), feats.detach(), lay.gids), None, None,
+                            (lay.x0, lay.y0, lay.bw, lay.bh, lay.cam_off), 24, 20 * 24 * 2)
+    assert (~pairs.grad_opacity).sum() >= 6  # the clamp was reached
+
+
+def test_composite_gradcheck_across_chunks(monkeypatch):
+    # several chunks, so the transmittance handed from chunk to chunk is differentiated too
+    monkeypatch.setattr(rt, "CHUNK_PAIRS", 60)
+    proj, opac, feats = _projected(12, seed=3, dtype=torch.float64, width=12, height=10)
+    assert len(rt._layout(proj, 12, 10, 60).bounds) > 3
+    leaves = tuple(t.detach().clone().requires_grad_() for t in (proj.means2d, proj.conics, opac, feats))
+
+    def fn(means2d, conics, opacities, features):
+        p = rt.Projection(means2d=means2d, conics=conics, depths=proj.depths.detach(), radii=proj.radii)
+        return rt.composite(p, opacities, features, 12, 10)
+
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-7, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+@pytest.mark.parametrize("eps2d", [0.3, 0.0])
+def test_ellipse_rows_keep_every_pixel_of_the_box_compositor(eps2d):
+    # Thin, strongly correlated and large Gaussians (and no low-pass at all): the per-row ellipse
+    # intervals must contain every box pixel whose alpha reaches 1/255, so the result equals the
+    # whole-box reference, and they must be tighter than the boxes.
+    g = torch.Generator().manual_seed(7)
+    n = 120
+    log_scales = torch.randn(n, 3, generator=g) * 1.2 - 2.5
+    log_scales[: n // 3, 0] -= 3.0  # needles
+    scene = Gaussians(torch.randn(n, 3, generator=g) * 0.6, torch.randn(n, 4, generator=g), log_scales,
+                      torch.randn(n, generator=g) * 3, torch.rand(n, 3, generator=g))
+    proj, opac, feats = _projected(scene=scene, width=40, height=32, eps2d=eps2d)
+    ours, alpha = rt.composite(proj, opac, feats, 40, 32)
+    ref, ref_alpha = rt.composite_autograd(proj, opac, feats, 40, 32)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-6, rtol=1e-6)
+
+    lay = rt._layout(proj, 40, 32, 1 << 30)
+    table = rt._gaussian_table(proj, opac, feats, lay.gids)
+    cols = list(table.t().contiguous())
+    chunk = (lay.x0, lay.y0, lay.bw, lay.bh, lay.cam_off)
+    row_g, dy, row_base, col0, count = rt._row_intervals(cols, chunk, 40)
+    row_g = row_g.long()
+    # brute force over each row of each box
+    box_w = lay.bw[row_g].long()
+    cols_x = lay.x0[row_g, None].long() + torch.arange(int(box_w.max()))
+    in_box = torch.arange(int(box_w.max())) < box_w[:, None]
+    dx = (cols_x.float() + 0.5) - cols[0][row_g, None]
+    dyy = dy[:, None]
+    sigma = 0.5 * (cols[2][row_g, None] * dx * dx + cols[4][row_g, None] * dyy * dyy) + cols[3][row_g, None] * dx * dyy
+    passes = in_box & (cols[5][row_g, None] * torch.exp(-sigma.clamp_min(0)) >= rt.ALPHA_MIN)
+    lo, hi = col0[:, None].long(), col0[:, None].long() + count[:, None].long() - 1
+    assert passes.sum() > 1000
+    assert not (passes & ((cols_x < lo) | (cols_x > hi))).any()
+    assert ((cols_x >= lo) & (cols_x <= hi) & ~in_box).sum() == 0
+    assert count.sum() < 0.85 * in_box.sum()
 
 
 def test_modes_background_and_depth():
