@@ -27,6 +27,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ot-lr", type=float, default=0.2,
+                        help="learning rate of SCOOP's epsilon and gamma (give the --lr value for the released single-lr recipe)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     parser.add_argument("--checkpoint-every", type=int, default=50)
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        ot_lr=args.ot_lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,

@@ -14,6 +14,8 @@ eps)``, uniform marginals) to a transport plan ``T``; each source point keeps it
 Stage 2, refinement at test time: a free offset ``delta [N, 3]`` (zeros) is optimised with Adam so
 that ``p + f0 + delta`` fits the target (confidence-weighted squared chamfer, backward term
 weighted) while staying smooth over the source kNN graph (mean L1 difference to the neighbours).
+The settings of the released evaluation scripts are the presets of :data:`REFINE_PRESETS`; the
+default (150 steps, lr 0.2, no backward term) is ``evaluate_scoop.py``'s own default.
 
 Self-supervised training loss: ``chamfer(q_hat, Q)`` (forward term weighted by ``c`` when
 ``use_confidence``) ``+ w_conf (1 - mean c) + w_smooth L_smooth(f0)``.
@@ -36,7 +38,7 @@ import torch
 from torch import nn
 
 from motion.atomic import atomic_path
-from motion.checks import check_file
+from motion.checks import check_choice, check_file
 from motion.errors import CheckpointError, InvalidArgumentError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn
 
@@ -249,24 +251,27 @@ def training_loss(out: SCOOPOutput, target: torch.Tensor, cfg: LossConfig) -> tu
 
 
 # --------------------------------------------------------------------------------- refinement
-@dataclass
+@dataclass(frozen=True)
 class RefineConfig:
-    """Test-time refinement (defaults: ``evaluate_on_kitti_s``, 8,192 points).
+    """Test-time refinement (defaults: the released ``evaluate_scoop.py`` defaults, preset ``"default"``).
 
     Attributes:
         steps: Adam steps on the offsets (0 returns the network's flow).
         lr: Adam learning rate.
         target_weight: weight of the chamfer term.
-        backward_weight: weight of its target -> warped-source direction.
+        backward_weight: weight of its target -> warped-source direction (0 for clouds sampled
+            independently with partial overlap, as FlowNet3D's KITTI_o / FT3D_o; 1 for the
+            HPLFlowNet data, whose target is a one-to-one image of the source).
         smooth_weight: weight of the smoothness term.
-        smooth_k: neighbours used by the smoothness term.
+        smooth_k: neighbours used by the smoothness term, taken from a 32-neighbour graph that
+            includes the point itself (so at most 31 are used, as in the released refiner).
         use_confidence: weight the forward chamfer term by the network's confidence.
     """
 
-    steps: int = 1000
-    lr: float = 0.05
+    steps: int = 150
+    lr: float = 0.2
     target_weight: float = 1.0
-    backward_weight: float = 1.0
+    backward_weight: float = 0.0
     smooth_weight: float = 1.0
     smooth_k: int = 32
     use_confidence: bool = True
@@ -278,6 +283,28 @@ class RefineConfig:
             check_float(getattr(self, name), name, strict=False)
         check_int(self.smooth_k, "smooth_k", 1)
         return self
+
+
+#: The released evaluation settings (``scripts/evaluate_*.sh``; ``default`` is the argparse default of
+#: ``evaluate_scoop.py``, which the ``*_all_points`` scripts use).
+REFINE_PRESETS: dict[str, RefineConfig] = {
+    "default": RefineConfig(),
+    "kitti_o": RefineConfig(steps=1000, lr=0.05, backward_weight=0.0),
+    "kitti_t": RefineConfig(steps=1000, lr=0.05, backward_weight=0.0),
+    "kitti_s": RefineConfig(steps=1000, lr=0.05, backward_weight=1.0),
+    "ft3d_s": RefineConfig(steps=1000, lr=0.1, backward_weight=1.0, smooth_k=16),
+}
+
+#: Neighbours of the source graph built by the released refiner (the point itself included).
+REFINE_GRAPH_K = 32
+
+
+def refine_config(preset: str = "default", **options: Any) -> RefineConfig:
+    """A validated :class:`RefineConfig`: a :data:`REFINE_PRESETS` entry with ``options`` replacing fields."""
+    check_choice(preset, "preset", tuple(REFINE_PRESETS))
+    names = {f.name for f in dataclasses.fields(RefineConfig)}
+    split_options(options, names, "scoop")
+    return dataclasses.replace(REFINE_PRESETS[preset], **options).validate()
 
 
 def refine_flow(
@@ -296,8 +323,7 @@ def refine_flow(
     if cfg.steps == 0:
         return flow0.detach(), float("nan")
     with torch.no_grad():
-        k = min(cfg.smooth_k + 1, len(source))
-        graph_idx = knn(source, source, k).idx[None]
+        graph_idx = knn(source, source, min(REFINE_GRAPH_K, len(source))).idx[None]
     delta = torch.zeros_like(flow0, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=cfg.lr)
     weights = confidence.detach() if cfg.use_confidence else None
@@ -315,7 +341,7 @@ def refine_flow(
             source + flow, target, a_weights=weights, backward_weight=cfg.backward_weight
         ).loss
         if cfg.smooth_weight > 0:
-            loss = loss + cfg.smooth_weight * smoothness_loss(flow[None], graph_idx)
+            loss = loss + cfg.smooth_weight * smoothness_loss(flow[None], graph_idx, cfg.smooth_k)
         loss.backward()
         optimizer.step()
         loss_value = loss.item()
@@ -407,6 +433,7 @@ def scoop_flow(
     target: Any,
     *,
     weights: Any = None,
+    preset: str = "default",
     device: Any = "auto",
     progress: bool = False,
     rows_per_chunk: int = ROWS_PER_CHUNK,
@@ -418,13 +445,16 @@ def scoop_flow(
         weights: checkpoint path (released ``.tar`` or ours), a :class:`SCOOP` module, or the
             string ``"untrained"`` for a seeded random network (then the result is mostly the
             refinement's work; useful only as an ablation).
-        refine_options: :class:`RefineConfig` fields (``steps=0`` skips refinement).
+        preset: refinement settings of one released evaluation script (:data:`REFINE_PRESETS`:
+            ``default`` = 150 Adam steps at lr 0.2 without the backward chamfer term, ``kitti_o`` /
+            ``kitti_t`` = 1000 steps at 0.05 for 2,048-point clouds, ``kitti_s`` / ``ft3d_s`` for
+            the one-to-one HPLFlowNet data at 8,192 points).
+        refine_options: :class:`RefineConfig` fields replacing the preset's (``steps=0`` skips
+            refinement).
 
     ``extras``: ``flow_network`` (the unrefined flow ``[N, 3]``), ``network_s``, ``refine_s``.
     """
-    names = {f.name for f in dataclasses.fields(RefineConfig)}
-    split_options(refine_options, names, "scoop")
-    refine_cfg = dataclasses.replace(RefineConfig(), **refine_options).validate()
+    refine_cfg = refine_config(preset, **refine_options)
     dev = resolve_device(device)
     src, tgt = check_pair(source, target, dev)
     if weights is None:
@@ -465,6 +495,8 @@ __all__ = [
     "LossConfig",
     "training_loss",
     "RefineConfig",
+    "REFINE_PRESETS",
+    "refine_config",
     "refine_flow",
     "save_scoop",
     "load_scoop",
