@@ -2,13 +2,12 @@
 
 Trains any trainable registered flow model with the papers' staged recipe (FlyingThings3D, then the
 Sintel mixture ``100*sintel_clean+100*sintel_final+200*kitti+5*hd1k+things``, then KITTI). The recipe
-itself is :mod:`motion.train`'s: its ``SupervisedStep`` / ``clip_loss`` (VideoFlow supervised on the
-interior frames in both directions, other models on their ``extras["forward_iterations"]``), its
-AdamW + OneCycle (``make_optimizer``), gradient clipping, RAFT augmentation (``ClipAugmentor``, the
-same draw for every frame of a clip) and temporal reversal. This tool adds what a real run needs
-around it: weighted data-set mixtures (:mod:`motion.data.mixing`) with the papers' per-data-set zoom
-ranges and sparse-aware zoom for KITTI / HD1K, automatic mixed precision on CUDA, checkpoints that
-resume bit-exactly, CSV / TensorBoard logs, and distributed data parallel.
+and the training loop are :mod:`motion.train`'s (:func:`motion.train.train`, the one loop: sequence
+loss, AdamW + OneCycle, gradient clipping, RAFT augmentation applied identically to every frame of a
+clip, temporal reversal, automatic mixed precision on CUDA, checkpoints that resume bit-exactly, CSV /
+TensorBoard logs, tqdm, distributed data parallel). This tool adds the model and the data around it:
+stage presets per model, weighted data-set mixtures (:mod:`motion.data.mixing`) with the papers'
+per-data-set zoom ranges, RAFT's sparse augmentation for KITTI / HD1K.
 
 Scale-out: run it under ``torchrun --nproc_per_node=N -m tools.cli train ...`` (or ``srun``):
 every process reads RANK / WORLD_SIZE / LOCAL_RANK, joins an NCCL (GPU) or gloo (CPU) group and
@@ -27,23 +26,17 @@ and the prediction).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import numpy as np
 
-from motion.atomic import atomic_path, atomic_write_text
-from motion.errors import CheckpointError, InvalidArgumentError
-
-CHECKPOINT_FORMAT = "motion4d-train-v1"
+import motion.train as motion_train
+from motion.errors import InvalidArgumentError
+from motion.train import AugmentConfig, ClipDataset, TrainResult
 
 #: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes below).
 #: ``amp``: False where the official recipe trains in fp32, "auto" (on CUDA) where it uses AMP.
@@ -92,10 +85,6 @@ AUGMENT_RANGES: dict[str, tuple[float, float, bool]] = {
     "kitti": (-0.3, 0.5, True), "hd1k": (-0.5, 0.2, True), "chairs": (-0.1, 1.0, True),
 }
 
-# settings that must agree between a checkpoint and the run resuming it
-_RESUME_KEYS = ("model", "model_options", "mixture", "steps", "batch_size", "lr", "weight_decay", "gamma", "crop",
-                "clip_length", "seed", "max_flow", "clip_grad", "iters", "reverse_prob", "augment", "augment_ranges")
-
 
 @dataclass
 class TrainConfig:
@@ -133,6 +122,7 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> None:
+        self.recipe().validate()
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -148,14 +138,14 @@ class TrainConfig:
         if not 0 <= self.reverse_prob <= 1:
             raise InvalidArgumentError(f"reverse_prob must be in [0, 1], got {self.reverse_prob}")
 
-    def recipe(self):
-        """The :class:`motion.train.TrainConfig` of this run (loss, optimizer and schedule settings)."""
-        from motion.train import TrainConfig as Recipe
-
-        return Recipe(steps=self.steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+    def recipe(self) -> motion_train.TrainConfig:
+        """The :class:`motion.train.TrainConfig` of this run (recipe and loop settings)."""
+        return motion_train.TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                       epsilon=self.epsilon, gamma=self.gamma, max_flow=self.max_flow, iters=self.iters,
                       clip=self.clip_grad, reverse_prob=self.reverse_prob, crop=tuple(self.crop),
-                      augment=self.augment, seed=self.seed)
+                      augment=self.augment, amp=self.amp, seed=self.seed, num_workers=self.num_workers,
+                      log_every=self.log_every, checkpoint_every=self.checkpoint_every, progress=self.progress,
+                      preview=True)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -198,183 +188,45 @@ def sample_to_item(sample) -> dict[str, Any]:
     return item
 
 
-def _is_dense(sample) -> bool:
-    masks = [sample.valid[sample.has_flow]]
-    if sample.flow_backward is not None:
-        masks.append(sample.valid_backward[sample.has_flow_backward])
-    return all(bool(m.all()) for m in masks)
-
-
-class TrainClips(torch.utils.data.Dataset):
+class TrainClips(ClipDataset):
     """Mixture samples as :mod:`motion.train` clips, every random draw seeded by ``(seed, epoch, index)``.
 
-    Dense ground truth goes through :class:`motion.train.ClipAugmentor` with the component's zoom
-    range; sparse ground truth (KITTI, HD1K) is zoomed by moving valid pixels to the nearest pixel of
-    the new grid (:func:`motion.data.mixing.resize_sample`, as RAFT's sparse augmentor) and flipped
-    here, then gets the augmentor's colour jitter and crop only. ``augment=False``: random crops.
+    Each component gets the papers' zoom range and flips (:data:`AUGMENT_RANGES`, overridable):
+    dense ground truth RAFT's dense augmentation, sparse ground truth (KITTI, HD1K) RAFT's sparse one
+    (valid pixels scattered to the new grid, never interpolated). ``augment=False``: random crops.
     """
 
     def __init__(self, mixture, config: TrainConfig) -> None:
-        super().__init__()
+        super().__init__(mixture, config.recipe())
         self.mixture = mixture
-        self.crop = tuple(config.crop)
-        self.augment = config.augment
-        self.reverse_prob = config.reverse_prob
         self.ranges = {**AUGMENT_RANGES, **{k: tuple(v) for k, v in config.augment_ranges.items()}}
-        self.seed = config.seed
-        self.epoch = 0
-        self._augmentors: dict[tuple, Any] = {}
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().set_epoch(epoch)
         self.mixture.set_epoch(epoch)
 
-    def __len__(self) -> int:
-        return len(self.mixture)
+    def summary(self) -> str:
+        return self.mixture.summary()
 
-    def _augmentor(self, min_scale: float, max_scale: float, flips: bool, spatial: bool):
-        from motion.train import AugmentConfig, ClipAugmentor
+    def item(self, index: int) -> dict[str, Any]:
+        return sample_to_item(self.mixture[index])
 
-        key = (min_scale, max_scale, flips, spatial)
-        if key not in self._augmentors:
-            config = AugmentConfig(crop=self.crop, min_scale=min_scale, max_scale=max_scale,
-                                   spatial_prob=0.8 if spatial else 0.0, stretch_prob=0.8 if spatial else 0.0,
-                                   h_flip_prob=0.5 if flips and spatial else 0.0, v_flip_prob=0.1 if flips and spatial else 0.0)
-            self._augmentors[key] = ClipAugmentor(config)
-        return self._augmentors[key]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from motion.data.mixing import RandomCrop, resize_sample
-        from motion.train import clip_from_item, reverse_clip
-
+    def augment_config(self, index: int, sparse: bool) -> AugmentConfig:
         part, _ = self.mixture.locate(int(index))
-        sample = self.mixture[index]
-        rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
-        if not self.augment:
-            clip = clip_from_item(sample_to_item(RandomCrop(self.crop)(sample, rng)))
-            return reverse_clip(clip) if rng.random() < self.reverse_prob else clip
         min_scale, max_scale, flips = self.ranges.get(self.mixture.names[part], (-0.2, 0.6, True))
-        dense = _is_dense(sample)
-        if not dense:
-            sample = self._sparse_spatial(sample, rng, min_scale, max_scale, flips)
-        clip = clip_from_item(sample_to_item(sample))
-        if rng.random() < self.reverse_prob:
-            clip = reverse_clip(clip)
-        augmentor = self._augmentor(min_scale, max_scale, flips, spatial=dense)
-        augmentor.rng = rng
-        with torch.random.fork_rng(devices=[]):  # kornia's colour jitter draws from torch's generator
-            torch.manual_seed(int(rng.integers(2**62)))
-            return augmentor(clip)
-
-    def _sparse_spatial(self, sample, rng: np.random.Generator, min_scale: float, max_scale: float, flips: bool):
-        """Zoom (prob. 0.8) to at least crop + 8 pixels and flip horizontally (prob. 0.5), sparse-aware."""
-        from dataclasses import replace
-
-        from motion.data.mixing import resize_sample
-
-        height, width = sample.size
-        scale = 2.0 ** rng.uniform(min_scale, max_scale) if rng.random() < 0.8 else 1.0
-        scale = max(scale, (self.crop[0] + 8) / height, (self.crop[1] + 8) / width)
-        sample = resize_sample(sample, (int(round(height * scale)), int(round(width * scale))))
-        if flips and rng.random() < 0.5:
-            def flip(x, negate_u=False):
-                if x is None:
-                    return None
-                out = np.ascontiguousarray(x[:, :, ::-1])
-                if negate_u:
-                    out[..., 0] *= -1
-                return out
-            sample = replace(sample, frames=flip(sample.frames), flow=flip(sample.flow, True), valid=flip(sample.valid),
-                             occlusion=flip(sample.occlusion), flow_backward=flip(sample.flow_backward, True),
-                             valid_backward=flip(sample.valid_backward), extras={k: flip(v) for k, v in sample.extras.items()})
-        return sample
-
-
-# --------------------------------------------------------------------------------------------------
-# Logs and checkpoints (rank 0 writes)
-
-
-class TrainLog:
-    """``train_log.csv`` (+ TensorBoard when installed); rows after a resumed step are dropped."""
-
-    COLUMNS = ("step", "epoch", "loss", "epe", "1px", "3px", "5px", "lr", "grad_norm", "samples_per_s", "seconds")
-
-    def __init__(self, out_dir: Path, resume_step: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = out_dir / "train_log.csv"
-        self.writer = None
-        if not enabled:
-            return
-        rows: list[dict[str, str]] = []
-        if self.path.is_file() and resume_step > 0:
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
-        except ImportError:  # tensorboard is optional: the CSV log is always written
-            self.writer = None
-
-    def write(self, row: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.COLUMNS).writerow({k: row.get(k, "") for k in self.COLUMNS})
-        if self.writer is not None:
-            for key in ("loss", "epe", "1px", "lr", "grad_norm", "samples_per_s"):
-                if key in row:
-                    self.writer.add_scalar(f"train/{key}", row[key], int(row["step"]))
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def find_resume_checkpoint(config: TrainConfig) -> Path | None:
-    if config.resume is None:
-        return None
-    if config.resume == "auto":
-        last = Path(config.out_dir) / "checkpoints" / "last.pt"
-        return last if last.is_file() else None
-    path = Path(config.resume)
-    if not path.is_file():
-        raise CheckpointError(f"--resume {path}: no such checkpoint")
-    return path
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated / foreign file: say which one
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a motion4d training checkpoint (format {CHECKPOINT_FORMAT!r})")
-    return state
+        crop = tuple(self.config.crop)
+        if sparse:
+            return AugmentConfig.sparse(crop, min_scale, max_scale, flips=flips)
+        return AugmentConfig(crop=crop, min_scale=min_scale, max_scale=max_scale,
+                             h_flip_prob=0.5 if flips else 0.0, v_flip_prob=0.1 if flips else 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
 # Training
 
 
-@dataclass
-class TrainResult:
-    model: torch.nn.Module
-    step: int
-    losses: list[float]
-    out_dir: Path
-    checkpoint: Path | None
-
-
-def _batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def build_dataset(config: TrainConfig, clip_length: int) -> TrainClips:
+def build_dataset(config: TrainConfig, clip_length: int):
+    """The :class:`TrainClips` of ``config.mixture`` with clips of ``clip_length`` frames."""
     from motion.data.mixing import build_mixture
 
     mixture = build_mixture(config.mixture, config.roots, clip_length=clip_length, seed=config.seed,
@@ -385,173 +237,28 @@ def build_dataset(config: TrainConfig, clip_length: int) -> TrainClips:
 def train(config: TrainConfig, ctx=None) -> TrainResult:
     """Run (or resume) the training described by ``config`` in this process of the job ``ctx``.
 
+    Builds the model and the mixture, then runs :func:`motion.train.train` (the one training loop).
     ``ctx`` defaults to :func:`motion.distributed.setup_distributed` from the environment (torchrun).
+    Returns its :class:`motion.train.TrainResult`.
     """
-    from tqdm.auto import tqdm
-
     import motion
-    from motion.distributed import (
-        ResumableDistributedSampler,
-        all_gather_objects,
-        all_reduce_mean,
-        barrier,
-        rng_state,
-        seed_everything,
-        set_rng_state,
-        setup_distributed,
-        wrap_ddp,
-    )
-    from motion.train import SupervisedStep, clip_loss, make_optimizer
+    from motion.distributed import seed_everything, setup_distributed
 
     config.validate()
     ctx = ctx or setup_distributed(device=config.device)
-    device = ctx.device
     if config.batch_size % ctx.world_size:
         raise InvalidArgumentError(f"batch_size {config.batch_size} must be divisible by the {ctx.world_size} processes")
-    per_rank = config.batch_size // ctx.world_size
-    out = Path(config.out_dir)
     seed_everything(config.seed)  # identical initial weights on every rank
-    model = motion.create(config.model, weights=config.init_weights, device=device, **config.model_options)
+    model = motion.create(config.model, weights=config.init_weights, device=ctx.device, **config.model_options)
     if not getattr(model, "trainable", False) or not any(p.requires_grad for p in model.parameters()):
         raise InvalidArgumentError(f"model {config.model!r} has no learnable parameters (training-free); nothing to train")
     clip_length = config.clip_length or int(getattr(model, "frames_per_window", 2))
     dataset = build_dataset(config, clip_length)
-    sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
-    batches_per_epoch = sampler.num_samples // per_rank
-    if batches_per_epoch < 1:
-        raise InvalidArgumentError(
-            f"{dataset.mixture.summary()} is too small for a global batch of {config.batch_size}: lower --batch-size"
-        )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
-        num_workers=config.num_workers, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched: exact resume
-    )
-    amp = (device.type == "cuda") if config.amp == "auto" else bool(config.amp)
-    if amp and device.type != "cuda":
-        raise InvalidArgumentError("amp needs a CUDA device")
-    model.train()
-    recipe = config.recipe()
-    optimizer, scheduler = make_optimizer(model, recipe)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-
-    step = epoch = batches_done = 0
-    checkpoint_path = find_resume_checkpoint(config)
-    if checkpoint_path is not None:
-        state = load_checkpoint(checkpoint_path)
-        old = state["config"]
-        mine = config.to_json()
-        diff = [k for k in _RESUME_KEYS if old.get(k) != mine.get(k)]
-        if diff:
-            raise CheckpointError(f"{checkpoint_path} was written with other settings {diff}: "
-                                  f"{ {k: old.get(k) for k in diff} } vs { {k: mine.get(k) for k in diff} }")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
-        if len(state["rng"]) != ctx.world_size:
-            raise CheckpointError(f"{checkpoint_path} was written by {len(state['rng'])} processes, this run has "
-                                  f"{ctx.world_size}: an exact resume needs the same number")
-        set_rng_state(state["rng"][ctx.rank])
-    step_module = wrap_ddp(SupervisedStep(model, config.iters), ctx)
-
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        resolved = {**config.to_json(), "world_size": ctx.world_size, "per_rank_batch": per_rank, "amp_enabled": amp,
-                    "clip_length_resolved": clip_length, "device": str(device), "dataset": dataset.mixture.summary()}
-        atomic_write_text(out / "train_config.json", json.dumps(resolved, indent=2, default=str))
-    log = TrainLog(out, step, ctx.is_main)
-
-    def save(tag_step: int) -> Path:
-        rngs = all_gather_objects(rng_state())  # every rank's generators, for an exact resume
-        path = out / "checkpoints" / f"step_{tag_step:07d}.pt"
-        if ctx.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT, "config": config.to_json(), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "step": tag_step, "epoch": epoch, "batches_done": batches_done, "rng": rngs,
-            }
-            for target in (path, out / "checkpoints" / "last.pt"):
-                with atomic_path(target) as tmp:
-                    torch.save(state, tmp)
-        barrier()
-        return path
-
-    losses: list[float] = []
-    last_checkpoint = checkpoint_path
-    bar = tqdm(total=config.steps, initial=step, unit="step", desc=f"train {config.model}",
-               disable=not (config.progress and ctx.is_main))
-    window_start, window_samples = time.perf_counter(), 0
-    batch = None
-    while step < config.steps:
-        sampler.set_position(epoch, batches_done * per_rank)
-        dataset.set_epoch(epoch)
-        for batch in loader:
-            batch = _batch_to(batch, device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                loss, metrics = clip_loss(step_module, batch, recipe)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            batches_done += 1
-            losses.append(float(loss.detach()))
-            window_samples += config.batch_size
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - window_start
-                row = {"step": step, "epoch": epoch, "loss": all_reduce_mean(losses[-1], ctx),
-                       **{k: all_reduce_mean(v, ctx) for k, v in metrics.items()},
-                       "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                       "samples_per_s": window_samples / max(elapsed, 1e-9), "seconds": elapsed}
-                log.write(row)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", epe=f"{row.get('epe', math.nan):.3f}")
-                window_start, window_samples = time.perf_counter(), 0
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                last_checkpoint = save(step)
-            if step >= config.steps:
-                break
-        else:
-            epoch += 1
-            batches_done = 0
-    bar.close()
-    log.close()
-    if ctx.is_main:
-        from motion.models.checkpoints import save_checkpoint
-
-        save_checkpoint(model, out / "model_final.pth", config.model, getattr(model, "config", None), step=step)
-        if batch is not None:
-            _save_preview(out / "preview.png", batch, model)
-    barrier()
-    return TrainResult(model, step, losses, out, last_checkpoint)
-
-
-def _save_preview(path: Path, batch: dict[str, Any], model: torch.nn.Module) -> None:
-    """First clip of the last batch: a source frame, its ground truth, the prediction (same colour scale)."""
-    from motion.image_io import write_image
-    from motion.visualize import flow_to_color, side_by_side
-
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        pred_all = model(batch["frames"][:1].float()).forward[0].float().cpu()
-    model.train(was_training)
-    has = batch["valid_forward"][0].flatten(1).any(1).nonzero()
-    t = int(has[0]) if len(has) else 0
-    gt = batch["flow_forward"][0, t].float().cpu()
-    valid = batch["valid_forward"][0, t].cpu() > 0.5
-    radius = float(gt.norm(dim=0)[valid].max()) if valid.any() else None
-    frame = (batch["frames"][0, t].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
-    shown_gt = torch.where(valid[None], gt, torch.tensor(float("nan")))
-    write_image(path, side_by_side([frame, flow_to_color(shown_gt, radius), flow_to_color(pred_all[t], radius)],
-                                   labels=["frame", "ground truth", "prediction"]))
+    run_info = {"model_options": config.model_options, "mixture": config.mixture, "clip_length": config.clip_length,
+                "augment_ranges": {k: list(v) for k, v in config.augment_ranges.items()},
+                "clip_length_resolved": clip_length}
+    return motion_train.train(model, dataset, config.recipe(), config.out_dir, model_name=config.model,
+                      resume=config.resume, device=ctx.device, ctx=ctx, run_info=run_info)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -75,7 +75,10 @@ class GMAAggregate(nn.Module):
         if isinstance(attention, GMAKeys):
             q, k = attention.q, attention.k
             dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
-            out = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+            # contiguous: with a strided last dimension the CPU kernel falls back to the math path,
+            # which materialises the [B, heads, hw, hw] matrix (twice) - the memory fused must avoid
+            out = F.scaled_dot_product_attention(q.to(dtype).contiguous(), k.to(dtype).contiguous(),
+                                                 v.to(dtype).contiguous())
         else:
             out = attention @ v
         out = out.transpose(-1, -2).reshape(b, -1, h, w)

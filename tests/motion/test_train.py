@@ -1,6 +1,8 @@
-"""Training recipe: augmentation geometry, temporal reversal, schedule, a run that learns, resume."""
+"""Training recipe and loop: augmentation geometry (dense and sparse), seeding, temporal reversal,
+schedule, a run that learns, its outputs and resume."""
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -8,14 +10,20 @@ import pytest
 import torch
 
 import motion
+from motion.errors import CheckpointError, InvalidArgumentError
 from motion.models.blocks import coords_grid, sample_bilinear
 from motion.train import (
     AugmentConfig,
     ClipAugmentor,
+    ClipDataset,
     SyntheticClips,
     TrainConfig,
+    adjust_hue,
     clip_from_item,
+    color_jitter,
+    is_sparse,
     make_optimizer,
+    resize_flow,
     reverse_clip,
     train,
 )
@@ -23,12 +31,13 @@ from motion.train import (
 NO_COLOR = (0.0, 0.0, 0.0, 0.0)
 
 
-def synthetic_clip(seed: int = 0, frames: int = 3, height: int = 72, width: int = 88) -> dict[str, torch.Tensor]:
-    return clip_from_item(SyntheticClips(1, frames, height, width, seed=seed, num_layers=1, max_speed=3.0)[0])
+def synthetic_clip(seed: int = 0, frames: int = 3, height: int = 72, width: int = 88, **scene) -> dict[str, torch.Tensor]:
+    scene = {"num_layers": 1, "max_speed": 3.0, **scene}
+    return clip_from_item(SyntheticClips(1, frames, height, width, seed=seed, **scene)[0])
 
 
 def warp_error(clip: dict[str, torch.Tensor]) -> tuple[float, float]:
-    """Mean |I_t - I_{t+1}(x + flow)| over pixels that stay inside, and the same without the flow."""
+    """Mean |I_t - I_{t+1}(x + flow)| over valid pixels that stay inside, and the same without the flow."""
     frames, flow = clip["frames"], clip["flow_forward"]
     t, _, h, w = frames.shape
     coords = coords_grid(t - 1, h, w) + flow
@@ -40,13 +49,20 @@ def warp_error(clip: dict[str, torch.Tensor]) -> tuple[float, float]:
     return with_flow, without
 
 
+def copy(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in clip.items()}
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
 def test_augmentation_keeps_frames_and_flow_consistent():
     clip = synthetic_clip()
     base_error, _ = warp_error(clip)
     augmentor = ClipAugmentor(AugmentConfig(crop=(56, 64), color=NO_COLOR, min_scale=0.2, max_scale=0.5,
                                             h_flip_prob=0.5, v_flip_prob=0.5), seed=3)
     for _ in range(4):
-        out = augmentor({k: v.clone() for k, v in clip.items()})
+        out = augmentor(copy(clip))
         assert out["frames"].shape == (3, 3, 56, 64) and out["flow_forward"].shape == (2, 2, 56, 64)
         with_flow, without = warp_error(out)
         assert with_flow < 0.35 * without  # the flow still explains the motion after zoom/stretch/flip/crop
@@ -58,7 +74,7 @@ def test_horizontal_flip_negates_u_exactly():
     # crop + 8 fits the 72x88 clip, so there is no zoom: only the flip and a random crop
     config = AugmentConfig(crop=(64, 80), color=NO_COLOR, spatial_prob=0.0, stretch_prob=0.0, min_scale=0.0,
                            max_scale=0.0, h_flip_prob=1.0, v_flip_prob=0.0)
-    out = ClipAugmentor(config, seed=0)({k: v.clone() for k, v in clip.items()})
+    out = ClipAugmentor(config, seed=0)(copy(clip))
     flipped_frames, flipped_flow = clip["frames"].flip(-1), clip["flow_forward"].flip(-1)
     offsets = [(y, x) for y in range(9) for x in range(9)
                if torch.equal(out["frames"], flipped_frames[..., y:y + 64, x:x + 80])]
@@ -77,6 +93,102 @@ def test_shared_color_jitter_is_identical_on_every_frame():
     assert not torch.allclose(out[0], frames[0])
     for t in range(1, 4):
         torch.testing.assert_close(out[t], out[0])
+    # asymmetric jitter: each frame its own draw
+    per_frame = ClipAugmentor(replace_config(config, asymmetric_color_prob=1.0), seed=1)(clip)["frames"]
+    assert not torch.allclose(per_frame[0], per_frame[1], atol=1e-3)
+
+
+def replace_config(config: AugmentConfig, **changes) -> AugmentConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+def test_color_jitter_matches_reference_operations():
+    kornia = pytest.importorskip("kornia")
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 12, 14)
+    for shift in (-0.4, -0.1, 0.05, 0.3):
+        # kornia's hue is an angle in radians: an independent implementation of the same rotation
+        torch.testing.assert_close(adjust_hue(img, shift), kornia.enhance.adjust_hue(img, shift * 2 * np.pi),
+                                   atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(adjust_hue(img, 0.0), img, atol=2e-6, rtol=0)
+    # brightness only: every pixel scaled by one factor in [0.7, 1.3] (then clipped)
+    out = color_jitter(img * 0.5, (0.3, 0.0, 0.0, 0.0), torch.Generator().manual_seed(4))
+    ratio = out / (img * 0.5)
+    assert 0.7 <= ratio.min() and ratio.max() <= 1.3 and (ratio.max() - ratio.min()) < 1e-5
+
+
+def test_augmentation_is_reproducible_from_its_generator():
+    clip = synthetic_clip(seed=4)
+    config = AugmentConfig(crop=(48, 56), min_scale=-0.2, max_scale=0.4)
+    a = ClipAugmentor(config, seed=11)(copy(clip))
+    torch.manual_seed(123)  # the global generator must not matter
+    torch.rand(7)
+    b = ClipAugmentor(config, seed=11)(copy(clip))
+    c = ClipAugmentor(config)(copy(clip), generator=torch.Generator().manual_seed(11))
+    d = ClipAugmentor(config, seed=12)(copy(clip))
+    for key in a:
+        assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+    assert not torch.equal(a["frames"], d["frames"])
+    with pytest.raises(InvalidArgumentError, match="seed or a generator"):
+        ClipAugmentor(config, seed=1, generator=torch.Generator())
+    with pytest.raises(InvalidArgumentError, match="crop"):
+        ClipAugmentor(AugmentConfig(crop=(0, 8)))
+
+
+def test_resize_flow_scatters_sparse_pixels():
+    flow = torch.zeros(1, 2, 4, 5)
+    valid = torch.zeros(1, 4, 5)
+    flow[0, :, 1, 2] = torch.tensor([1.5, -2.0])
+    valid[0, 1, 2] = 1
+    flow[0, :, 3, 3] = 1000.0  # an invalid pixel with garbage must not leak into its neighbours
+    out_flow, out_valid = resize_flow(flow, valid, (8, 10))
+    # pixel centre (x + 0.5) * 2 - 0.5 = (4.5, 2.5) rounds (half to even) to (4, 2)
+    assert out_valid.sum() == 1 and out_valid[0, 2, 4] == 1
+    torch.testing.assert_close(out_flow[0, :, 2, 4], torch.tensor([3.0, -4.0]))
+    assert out_flow.abs().max() == 4.0
+    # a fully valid frame is resized bilinearly (every output pixel valid, vectors scaled)
+    dense, dense_valid = resize_flow(torch.ones(1, 2, 4, 5), torch.ones(1, 4, 5), (8, 15))
+    assert dense_valid.all()
+    torch.testing.assert_close(dense[0, 0], torch.full((8, 15), 3.0))
+    torch.testing.assert_close(dense[0, 1], torch.full((8, 15), 2.0))
+
+
+def test_sparse_flow_is_augmented_by_scattering():
+    """KITTI-style ground truth: the augmented valid vectors are the zoomed original vectors at the
+    zoomed positions (compared with the dense field under the same draw), never blends with invalid."""
+    clip = synthetic_clip(seed=3, num_layers=0, max_speed=4.0)  # a smooth field: nearest ~ bilinear
+    rng = np.random.default_rng(0)
+    keep = torch.from_numpy(rng.random(clip["valid_forward"].shape) < 0.3).float()
+    sparse = copy(clip)
+    sparse["valid_forward"] = keep
+    sparse["flow_forward"] = torch.where(keep[:, None] > 0, clip["flow_forward"], torch.full_like(clip["flow_forward"], 300.0))
+    assert is_sparse(sparse) and not is_sparse(clip)
+    config = AugmentConfig(crop=(64, 80), color=NO_COLOR, min_scale=0.5, max_scale=0.5, spatial_prob=1.0,
+                           stretch_prob=1.0, max_stretch=0.2, h_flip_prob=0.5, v_flip_prob=0.5)
+    for seed in range(3):
+        dense_out = ClipAugmentor(config, seed=seed)(copy(clip))
+        sparse_out = ClipAugmentor(config, seed=seed)(copy(sparse))
+        torch.testing.assert_close(sparse_out["frames"], dense_out["frames"])
+        valid = sparse_out["valid_forward"] > 0.5
+        density = valid.float().mean().item()
+        assert 0.3 / 2.0**1.4 * 0.7 < density < 0.3 / 2.0**0.6 * 1.3  # ~30 % spread over a 2^(1 +- 0.2)-times larger area
+        diff = (sparse_out["flow_forward"] - dense_out["flow_forward"]).norm(dim=1)[valid]
+        assert diff.max() < 0.1  # zoomed, flipped, cropped consistently; no 300-px garbage anywhere
+        assert (sparse_out["flow_forward"].norm(dim=1)[~valid] == 0).all()
+        with_flow, without = warp_error(sparse_out)
+        assert with_flow < 0.35 * without
+
+
+def test_sparse_preset_is_rafts():
+    cfg = AugmentConfig.sparse((32, 48), -0.3, 0.5, flips=True)
+    assert cfg.stretch_prob == 0 and cfg.v_flip_prob == 0 and cfg.h_flip_prob == 0.5
+    assert cfg.crop_margin == (20, 50) and cfg.color[0] == 0.3
+    assert AugmentConfig.sparse((32, 48)).h_flip_prob == 0
+
+
+# --------------------------------------------------------------------------- clips
 
 
 def test_temporal_reversal_swaps_directions():
@@ -87,6 +199,23 @@ def test_temporal_reversal_swaps_directions():
     # forward flow t -> t+1 of the reversed clip is the backward flow of original frames (T-1-t) -> (T-2-t)
     torch.testing.assert_close(rev["flow_forward"][0], torch.as_tensor(seq["flow_backward"][2]))
     torch.testing.assert_close(rev["flow_backward"][0], torch.as_tensor(seq["flow_forward"][2]))
+
+
+def test_clip_dataset_draws_are_seeded_per_sample_and_epoch():
+    base = SyntheticClips(3, 3, 48, 56, seed=0, num_layers=1)
+    data = ClipDataset(base, TrainConfig(crop=(32, 40), reverse_prob=0.5, seed=5))
+    first = [data[i] for i in range(3)]
+    torch.rand(3)  # neither the global generator nor the order of reads matters
+    again = [data[i] for i in (2, 1, 0)][::-1]
+    for a, b in zip(first, again):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert first[0]["frames"].shape == (3, 3, 32, 40) and first[0]["flow_backward"].shape == (2, 2, 32, 40)
+    data.set_epoch(1)
+    assert not torch.equal(data[0]["frames"], first[0]["frames"])
+    plain = ClipDataset(base, TrainConfig(crop=(32, 40), augment=False, reverse_prob=0.0))[1]
+    frames = clip_from_item(base[1])["frames"]
+    assert any(torch.equal(plain["frames"], frames[..., y:y + 32, x:x + 40]) for y in range(17) for x in range(17))
 
 
 def test_one_cycle_schedule_matches_recipe():
@@ -103,31 +232,57 @@ def test_one_cycle_schedule_matches_recipe():
     assert lrs[-1] == pytest.approx(1e-3 * 100 / 950, rel=0.05)  # linear anneal, 100 steps short of the end
 
 
-def test_overfitting_one_clip_lowers_the_loss_and_resumes(tmp_path):
+# --------------------------------------------------------------------------- the loop
+
+
+def test_overfitting_one_clip_lowers_the_loss_writes_outputs_and_resumes(tmp_path):
     torch.manual_seed(0)
-    model = motion.create("videoflow-mof", device="cpu", encoder="basic")
+    model = motion.create("videoflow-mof", device="cpu", encoder="basic", iters=2)
     clip = SyntheticClips(1, 3, 64, 64, seed=5, num_layers=1, max_speed=3.0)
     config = TrainConfig(steps=8, batch_size=1, lr=5e-4, iters=2, crop=(64, 64), augment=False,
-                         reverse_prob=0.0, log_every=1, checkpoint_every=4, progress=False)
-    result = train(model, clip, config, out_dir=tmp_path, model_name="videoflow-mof")
+                         reverse_prob=0.0, log_every=1, checkpoint_every=8, progress=False)
+    result = train(model, clip, config, out_dir=tmp_path)
     losses = [h["loss"] for h in result.history]
     epes = [h["epe"] for h in result.history]
-    print("loss", losses, "epe", epes)
+    assert result.step == 8 and losses == result.losses
     assert len(losses) == 8 and np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
     assert np.mean(epes[-2:]) < np.mean(epes[:2])
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert saved["model"] == "videoflow-mof" and saved["step"] == 8
-    assert len(json.loads((tmp_path / "history.json").read_text())) == 8
-    # resuming continues the schedule from step 8 instead of starting over
-    config.steps = 9
-    again = train(motion.create("videoflow-mof", device="cpu", encoder="basic"), clip, config, out_dir=tmp_path)
-    assert again.steps == 9 and [h["step"] for h in again.history] == list(range(1, 10))
+    # outputs: checkpoints, CSV log, resolved config, a model motion.create loads, preview
+    assert result.checkpoint == tmp_path / "checkpoints" / "step_0000008.pt" and result.checkpoint.is_file()
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["step"] == 8
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert json.loads((tmp_path / "train_config.json").read_text())["model"] == "videoflow-mof"
+    reloaded = motion.create("videoflow-mof", weights=tmp_path / "model_final.pth", device="cpu", encoder="basic")
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    assert (tmp_path / "preview.png").is_file()
+    # a finished run resumes to nothing new; its history comes back from the checkpoint
+    again = train(motion.create("videoflow-mof", device="cpu", encoder="basic", iters=2), clip, config, out_dir=tmp_path)
+    assert again.step == 8 and again.losses == [] and [h["step"] for h in again.history] == list(range(1, 9))
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[key], value), key
+    # the schedule depends on steps: a checkpoint of another configuration is refused
+    with pytest.raises(CheckpointError, match="other settings"):
+        train(motion.create("videoflow-mof", device="cpu", encoder="basic"), clip,
+              TrainConfig(**{**config.__dict__, "steps": 9}), out_dir=tmp_path)
+
+
+def test_loop_rejects_bad_settings():
+    model = motion.create("tiny-flow", device="cpu")
+    data = SyntheticClips(2, 2, 16, 16)
+    with pytest.raises(InvalidArgumentError, match="too few"):
+        train(model, data, TrainConfig(steps=1, batch_size=4, crop=(16, 16), progress=False))
+    with pytest.raises(InvalidArgumentError, match="gamma"):
+        train(model, data, TrainConfig(steps=1, gamma=1.5))
+    with pytest.raises(InvalidArgumentError, match="amp needs a CUDA"):
+        train(model, data, TrainConfig(steps=1, batch_size=1, crop=(16, 16), amp=True, progress=False), device="cpu")
 
 
 def test_clip_loss_uses_the_models_own_loss_when_it_has_one():
     """SplatFlow / StreamFlow define ``loss``; the trainer must use it instead of the generic one."""
     from motion.models.tiny import TinyFlow
-    from motion.train import SupervisedStep, TrainConfig, clip_loss
+    from motion.train import SupervisedStep, clip_loss
 
     calls = []
 

@@ -1,4 +1,5 @@
-"""tools/train.py: 2-process gloo DDP equals one process on the global batch; exact resume."""
+"""tools/train.py on motion.train's loop: 2-process gloo DDP equals one process on the global batch;
+exact resume; stage presets; seeded, sparse-aware training clips."""
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,7 @@ def sintel(tmp_path_factory):
 
 
 def test_two_process_gloo_matches_single_process(sintel, tmp_path):
-    import kornia.augmentation  # noqa: F401  (imported once here, inherited by the forked ranks)
-    import torch._dynamo  # noqa: F401  (imported lazily by torch.optim on first use)
+    import torch._dynamo  # noqa: F401  (imported lazily by torch.optim on first use; once here, inherited by the forked ranks)
 
     world = 2
     # fork (where available) reuses this process's imports: much faster than spawning fresh interpreters
@@ -86,6 +86,22 @@ def test_resume_continues_bit_exactly(sintel, tmp_path):
     assert again.step == 5 and again.losses == []
     with pytest.raises(CheckpointError, match="other settings"):
         tr.train(_config(sintel, tmp_path / "c", steps=5, lr=5e-4, resume="auto"))
+
+
+def test_the_tool_runs_the_library_loop(sintel, tmp_path, monkeypatch):
+    import motion.train
+
+    calls = []
+    loop = motion.train.train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return loop(*args, **kwargs)
+
+    monkeypatch.setattr(motion.train, "train", spy)
+    result = tr.train(_config(sintel, tmp_path / "spy", steps=2))
+    assert len(calls) == 1 and result.step == 2 and isinstance(result, motion.train.TrainResult)
+    assert calls[0]["model_name"] == "tiny-flow" and calls[0]["run_info"]["mixture"] == "sintel_clean+sintel_final"
 
 
 def test_cli_stage_presets_and_errors(sintel, tmp_path):
