@@ -11,8 +11,9 @@ basis at ``tau - dt_i`` with a learnable offset ``dt_i``. Coefficients start at 
 begins as a static 3DGS fit. Training follows the paper's two stages: stage 1 optimises with 3DGS
 densification (clone / split / prune, extended to the coefficients); stage 2 stops densifying and
 adds a temporal-smoothness term (trajectory at tau vs tau + eps) and a kNN rigidity term
-(neighbour offsets must follow each Gaussian's own rotation between two times). Each step renders a
-batch of (camera, time) samples.
+(neighbour offsets must follow each Gaussian's own rotation between two times; the kNN graph is
+built once when stage 2 starts and is part of the checkpoint). Each step renders a batch of
+(camera, time) samples, optionally with annealed noise on their times (``time_jitter``).
 
 Use::
 
@@ -60,6 +61,9 @@ class GaussianFlowConfig:
     time_scale: float = 1.0  # tau = t_norm * time_scale + time_shift
     time_shift: float = 0.0
     learn_time_offset: bool = True
+    # annealed time noise on training samples (the paper code's "random_noise"): std = time_jitter x the
+    # mean gap between distinct training times x (1 - step / iterations); 0 disables it
+    time_jitter: float = 0.0
     # optimisation
     iterations: int = 3000
     batch_size: int = 2  # (camera, time) samples rendered per step
@@ -81,7 +85,7 @@ class GaussianFlowConfig:
     # stage-2 regularisers
     lambda_smooth: float = 0.05
     smooth_sigma: float = 0.02  # std of the time perturbation eps (normalised time)
-    lambda_rigid: float = 0.5
+    lambda_rigid: float = 1.0  # residuals are relative to the typical neighbour distance
     rigid_k: int = 8
     rigid_max_gaussians: int = 20_000  # rigidity on a random subset of at most this many anchors
     # initialisation: random points along random pixel rays of the training frames
@@ -102,6 +106,9 @@ class GaussianFlowConfig:
                 raise InvalidArgumentError(f"GaussianFlowConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("iterations", "batch_size", "n_init", "checkpoint_every", "time_scale"):
             check_positive(getattr(self, name), f"GaussianFlowConfig.{name}")
+        for name in ("time_jitter", "lambda_smooth", "lambda_rigid", "lambda_dssim"):
+            if not float(getattr(self, name)) >= 0:
+                raise InvalidArgumentError(f"GaussianFlowConfig.{name} must be >= 0, got {getattr(self, name)}")
         if isinstance(self.densify, dict):
             self.densify = DensifyConfig(**self.densify)
 
@@ -196,6 +203,7 @@ class GaussianFlow:
         self.time_norm: TimeNormalizer | None = None
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self._knn: tuple[torch.Tensor, ...] | None = None  # stage-2 rigidity graph (see _neighbours)
 
     # ---------------------------------------------------------------- deformation
     def _coeff_keys(self) -> list[str]:
@@ -283,7 +291,7 @@ class GaussianFlow:
             if footprint is not None:
                 scale = torch.minimum(scale, footprint)
         params = {
-            "means": init_points.float(),
+            "means": init_points.detach().float().clone(),  # never train the caller's tensor in place
             "quats": torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
             "scales": scale.clamp_min(1e-4).log()[:, None].repeat(1, 3),
             "opacities": torch.full((n,), math.log(cfg.init_opacity / (1 - cfg.init_opacity))),
@@ -362,6 +370,7 @@ class GaussianFlow:
         checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
         signature = _data_signature(images, cameras, times_t)
         densifier: Densifier
+        self._knn = None
         if checkpoint_path is not None and resume and checkpoint_path.exists():
             optimizers, densifier = self._load_checkpoint(checkpoint_path, signature)
         else:
@@ -378,7 +387,8 @@ class GaussianFlow:
         cameras = cameras.to(device)
         background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
         lrs = self._learning_rates(self.scene_scale)
-        neighbours: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        distinct = torch.unique(taus)
+        time_gap = float(distinct[-1] - distinct[0]) / (len(distinct) - 1) if len(distinct) > 1 else 0.0
 
         from tqdm.auto import tqdm
 
@@ -392,10 +402,14 @@ class GaussianFlow:
                 for key in ("means", "pos_coeffs"):
                     if key in optimizers:
                         optimizers[key].param_groups[0]["lr"] = lrs[key] * factor
-                batch = self._next_batch(m)
+                batch = self._next_batch(m).to(device)
                 stage2 = step >= cfg.densify.stop
-                losses, meta = self._step_losses(images[batch.to(device)], cameras[batch.to(device)],
-                                                 taus[batch.to(device)], background, stage2, neighbours, gen)
+                batch_taus = taus[batch]
+                if cfg.time_jitter > 0 and time_gap > 0:
+                    noise = torch.randn(len(batch), generator=gen).to(device)
+                    batch_taus = batch_taus + noise * (cfg.time_jitter * time_gap * (1 - step / cfg.iterations))
+                losses, meta = self._step_losses(images[batch], cameras[batch], batch_taus, background, stage2,
+                                                 self._knn, gen)
                 meta["means2d"].retain_grad()
                 losses["total"].backward()
                 for opt in optimizers.values():
@@ -407,8 +421,8 @@ class GaussianFlow:
                     opt.zero_grad(set_to_none=True)
                 if not stage2:
                     densifier.step(step + 1, self.params, optimizers)
-                if stage2 and neighbours is None and (cfg.lambda_rigid > 0):
-                    neighbours = self._neighbours(gen)
+                if stage2 and self._knn is None and (cfg.lambda_rigid > 0):
+                    self._knn = self._neighbours(gen)
                 self.step = step + 1
                 record = {k: float(v.detach()) for k, v in losses.items()}
                 record["n_gaussians"] = float(len(self.params["means"]))
@@ -465,8 +479,9 @@ class GaussianFlow:
         return losses, meta
 
     @torch.no_grad()
-    def _neighbours(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """kNN of a subset of anchors at the canonical time: (anchor ids [A], neighbour ids [A, k], weights)."""
+    def _neighbours(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """kNN of a subset of anchors at the canonical time: (anchor ids [A], neighbour ids [A, k],
+        weights [A, k], typical neighbour distance [])"""
         from scipy.spatial import cKDTree
 
         cfg = self.config
@@ -475,18 +490,21 @@ class GaussianFlow:
         anchors = torch.randperm(n, generator=gen)[: cfg.rigid_max_gaussians]
         k = min(cfg.rigid_k, n - 1)
         if k < 1:
-            return anchors[:0], torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1)
+            return anchors[:0], torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1), torch.ones(())
         dist, idx = cKDTree(means.numpy()).query(means[anchors].numpy(), k=k + 1)
         dist = torch.from_numpy(np.asarray(dist)[:, 1:]).float()
         idx = torch.from_numpy(np.asarray(idx)[:, 1:]).long()
         scale = dist.median().clamp_min(1e-8)
         weights = torch.exp(-(dist / scale) ** 2)
         device = self.params["means"].device
-        return anchors.to(device), idx.to(device), weights.to(device)
+        return anchors.to(device), idx.to(device), weights.to(device), scale.to(device)
 
     def _rigidity(self, taus, neighbours, gen) -> torch.Tensor:
-        """Neighbour offsets at two times must be related by the anchor's own rotation."""
-        anchors, idx, weights = neighbours
+        """Neighbour offsets at two times must be related by the anchor's own rotation.
+
+        The squared residual is measured relative to the typical neighbour distance, so the weight
+        means the same at any scene scale and Gaussian density."""
+        anchors, idx, weights, spacing = neighbours
         if len(anchors) == 0:
             return taus.new_zeros(())
         t1 = taus[:1]
@@ -504,7 +522,7 @@ class GaussianFlow:
         rel = r1 @ r2.transpose(-1, -2)  # rotation taking time-2 offsets to time 1
         pred = (rel[:, None] @ off2[..., None])[..., 0]
         err = ((off1 - pred) ** 2).sum(-1)
-        return (weights * err).sum() / weights.sum().clamp_min(1e-8) / self.scene_scale ** 2
+        return (weights * err).sum() / weights.sum().clamp_min(1e-8) / spacing ** 2
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, path: Path, optimizers, densifier: Densifier, signature: str) -> None:
@@ -522,6 +540,7 @@ class GaussianFlow:
             "sampler": {"gen": self._sampler["gen"].get_state(), "order": self._sampler["order"],
                         "cursor": self._sampler["cursor"]},
             "signature": signature,
+            "knn": None if self._knn is None else [x.detach().cpu() for x in self._knn],
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -552,6 +571,8 @@ class GaussianFlow:
         densifier = Densifier(self.config.densify, self.scene_scale)
         densifier.load_state_dict({k: v.to(device) if isinstance(v, torch.Tensor) else v
                                    for k, v in state["densifier"].items()})
+        if state.get("knn") is not None:
+            self._knn = tuple(x.to(device) for x in state["knn"])
         torch.set_rng_state(state["rng"])
         self._sampler["gen"].set_state(state["sampler"]["gen"])
         self._sampler["order"] = state["sampler"]["order"]

@@ -156,23 +156,41 @@ def _ball(radius: float, n: int, base_rgb: tuple[float, float, float]) -> Gaussi
                      torch.full((n, 3), math.log(spacing * 0.7)), torch.full((n,), 4.0), rgb.clamp(0.02, 0.98))
 
 
-def make_scene(n_objects: int = 2, seed: int = 0, ball_points: int = 500, backdrop_spacing: float = 0.085) -> SyntheticScene:
+def make_scene(n_objects: int = 2, seed: int = 0, ball_points: int = 500, backdrop_spacing: float = 0.085,
+               motion_seed: int | None = None) -> SyntheticScene:
     """The default scene: a textured backdrop at z = 1 and up to two moving balls.
 
     Object 1 swings periodically along x (amplitude 0.45, one period over t in [0, 1]) and spins;
     object 2 follows a quadratic path (drifting right and down, accelerating towards the camera).
+    ``seed`` draws the backdrop texture. With ``motion_seed`` the motions are drawn around these
+    defaults instead: swing amplitude 0.35-0.5, frequency 0.8-1.2 periods per unit time, any phase;
+    quadratic coefficients x0.7-1.3 with a random left / right drift; spin rates x0.5-1.5.
     """
     if not 0 <= n_objects <= 2:
         raise InvalidArgumentError(f"n_objects must be 0, 1 or 2, got {n_objects}")
     rng = torch.Generator().manual_seed(seed)
     static = _backdrop(extent=3.4, spacing=backdrop_spacing, depth=1.0, rng=rng)
+    amplitude, frequency, phase = 0.45, 1.0, 0.0
+    quadratic = torch.tensor([[0.0, 0.0, 0.0], [0.25, -0.3, 0.0], [0.0, 0.2, -0.4]])
+    spins = (math.pi, -0.5 * math.pi)
+    if motion_seed is not None:
+        mrng = torch.Generator().manual_seed(int(motion_seed))
+
+        def uniform(lo: float, hi: float, n: int = 1) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(n, generator=mrng)
+
+        amplitude, frequency = float(uniform(0.35, 0.5)), float(uniform(0.8, 1.2))
+        phase = float(uniform(0.0, 2 * math.pi))
+        quadratic = quadratic * uniform(0.7, 1.3, 9).reshape(3, 3)
+        if bool(torch.rand(1, generator=mrng) < 0.5):
+            quadratic[1, 0] = -quadratic[1, 0]
+        spins = tuple(float(r * f) for r, f in zip(spins, uniform(0.5, 1.5, 2)))
     objects = [
         MovingObject(_ball(0.32, ball_points, (0.95, 0.35, 0.15)), torch.tensor([-0.25, -0.25, 0.0]),
-                     PeriodicMotion(torch.tensor([0.45, 0.0, 0.0]), frequency=1.0),
-                     spin_axis=torch.tensor([0.0, 1.0, 0.0]), spin_rate=math.pi),
+                     PeriodicMotion(torch.tensor([amplitude, 0.0, 0.0]), frequency=frequency, phase=phase),
+                     spin_axis=torch.tensor([0.0, 1.0, 0.0]), spin_rate=spins[0]),
         MovingObject(_ball(0.25, ball_points, (0.2, 0.9, 0.35)), torch.tensor([0.3, 0.35, 0.2]),
-                     PolynomialMotion(torch.tensor([[0.0, 0.0, 0.0], [0.25, -0.3, 0.0], [0.0, 0.2, -0.4]])),
-                     spin_axis=torch.tensor([1.0, 0.0, 0.0]), spin_rate=-0.5 * math.pi),
+                     PolynomialMotion(quadratic), spin_axis=torch.tensor([1.0, 0.0, 0.0]), spin_rate=spins[1]),
     ]
     return SyntheticScene(static, objects[:n_objects])
 
@@ -290,14 +308,16 @@ def _tracks(scene: SyntheticScene, cameras: Cameras, times: torch.Tensor, depth:
 def multiview_sequence(n_views: int = 4, n_times: int = 10, width: int = 64, height: int = 64, seed: int = 0,
                        n_objects: int = 2, arc_degrees: float = 30.0, fov_degrees: float = 60.0,
                        background: tuple[float, float, float] = (0.0, 0.0, 0.0), ball_points: int = 500,
-                       backdrop_spacing: float = 0.085) -> tuple[SyntheticScene, SyntheticFrames]:
+                       backdrop_spacing: float = 0.085, motion_seed: int | None = None
+                       ) -> tuple[SyntheticScene, SyntheticFrames]:
     """V fixed cameras on a horizontal arc at distance 3, each seeing T times in [0, 1].
 
-    Frames are ordered time-major: index ``t * V + v``.
+    Frames are ordered time-major: index ``t * V + v``. ``seed`` and ``motion_seed``: see :func:`make_scene`.
     """
     check_positive(n_views, "n_views")
     check_positive(n_times, "n_times")
-    scene = make_scene(n_objects=n_objects, seed=seed, ball_points=ball_points, backdrop_spacing=backdrop_spacing)
+    scene = make_scene(n_objects=n_objects, seed=seed, ball_points=ball_points, backdrop_spacing=backdrop_spacing,
+                       motion_seed=motion_seed)
     angles = torch.linspace(-arc_degrees / 2, arc_degrees / 2, n_views) if n_views > 1 else torch.zeros(1)
     rad = torch.deg2rad(angles)
     eyes = torch.stack([3 * torch.sin(rad), -0.3 * torch.ones_like(rad), -3 * torch.cos(rad)], dim=-1)

@@ -1,6 +1,7 @@
 """Synthetic dynamic scenes: the ground truth agrees with the analytic motion and with itself."""
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -33,6 +34,23 @@ def test_objects_move_rigidly_along_their_trajectory():
         d0 = torch.cdist(ball.local.means, ball.local.means)
         torch.testing.assert_close(torch.cdist(g.means, g.means), d0, atol=1e-3, rtol=1e-4)
     assert (scene.labels == 0).sum() == len(scene.static)
+
+
+def test_motion_seed_draws_other_motions_and_default_is_unchanged():
+    default = make_scene(n_objects=2, ball_points=20, backdrop_spacing=0.5)
+    swing = default.objects[0].translation
+    assert swing.amplitude[0] == pytest.approx(0.45) and swing.frequency == 1.0 and swing.phase == 0.0
+    t = torch.linspace(0, 1, 9)
+    drawn = [make_scene(n_objects=2, ball_points=20, backdrop_spacing=0.5, motion_seed=s) for s in (1, 1, 2)]
+    paths = [torch.cat([o.center_at(t) for o in sc.objects]) for sc in drawn]
+    torch.testing.assert_close(paths[0], paths[1])  # deterministic
+    assert (paths[0] - paths[2]).abs().max() > 0.05
+    for sc in drawn:
+        a = sc.objects[0].translation
+        assert 0.35 <= float(a.amplitude[0]) <= 0.5 and 0.8 <= a.frequency <= 1.2
+        assert 0.5 * math.pi <= abs(sc.objects[0].spin_rate) <= 1.5 * math.pi
+    # the backdrop depends on seed only
+    torch.testing.assert_close(drawn[0].static.colors, default.static.colors)
 
 
 def test_monocular_ground_truth_is_consistent(mono):
