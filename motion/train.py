@@ -76,6 +76,11 @@ class AugmentConfig:
         crop_margin: ``(y, x)``: RAFT's sparse augmentor draws the crop origin from a range widened by
             these margins and clamps it, which favours crops touching the bottom / side borders
             (where KITTI's LiDAR ground truth is). ``(0, 0)``: uniform crops.
+        eraser_prob: RAFT's occlusion augmentation: with this probability a target frame gets 1-2
+            rectangles (sides drawn from ``eraser_bounds`` pixels, before zooming) filled with its
+            mean colour; the flows are unchanged. Target frames: the second of a pair, the first
+            and last of a longer clip (VideoFlow-BOF erases the previous and next frame of its
+            triplet with p = 0.5; the MOF, SplatFlow and StreamFlow recipes do not erase: 0).
     """
 
     crop: tuple[int, int] = (432, 960)
@@ -89,15 +94,17 @@ class AugmentConfig:
     color: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.5 / math.pi)
     asymmetric_color_prob: float = 0.2
     crop_margin: tuple[int, int] = (0, 0)
+    eraser_prob: float = 0.0
+    eraser_bounds: tuple[int, int] = (50, 100)
 
     @classmethod
     def sparse(cls, crop: tuple[int, int], min_scale: float = -0.2, max_scale: float = 0.5,
-               flips: bool = False) -> "AugmentConfig":
+               flips: bool = False, eraser_prob: float = 0.0) -> "AugmentConfig":
         """RAFT's ``SparseFlowAugmentor`` (KITTI, HD1K): isotropic zoom, horizontal flips only,
         weaker colour jitter, crop margins (20, 50)."""
         return cls(crop=tuple(crop), min_scale=min_scale, max_scale=max_scale, stretch_prob=0.0,
                    h_flip_prob=0.5 if flips else 0.0, v_flip_prob=0.0, color=(0.3, 0.3, 0.3, 0.3 / math.pi),
-                   asymmetric_color_prob=0.0, crop_margin=(20, 50))
+                   asymmetric_color_prob=0.0, crop_margin=(20, 50), eraser_prob=eraser_prob)
 
     @classmethod
     def crop_only(cls, crop: tuple[int, int]) -> "AugmentConfig":
@@ -110,7 +117,7 @@ class AugmentConfig:
             raise InvalidArgumentError(f"crop must be (height, width) >= 1, got {self.crop!r}")
         if self.min_scale > self.max_scale:
             raise InvalidArgumentError(f"min_scale {self.min_scale} must not exceed max_scale {self.max_scale}")
-        for name in ("spatial_prob", "stretch_prob", "h_flip_prob", "v_flip_prob", "asymmetric_color_prob"):
+        for name in ("spatial_prob", "stretch_prob", "h_flip_prob", "v_flip_prob", "asymmetric_color_prob", "eraser_prob"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise InvalidArgumentError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -118,6 +125,8 @@ class AugmentConfig:
             raise InvalidArgumentError(f"color must be 4 strengths >= 0 (hue <= 0.5), got {self.color!r}")
         if len(self.crop_margin) != 2 or min(self.crop_margin) < 0:
             raise InvalidArgumentError(f"crop_margin must be (y, x) >= 0, got {self.crop_margin!r}")
+        if len(self.eraser_bounds) != 2 or not 1 <= self.eraser_bounds[0] < self.eraser_bounds[1]:
+            raise InvalidArgumentError(f"eraser_bounds must be (min, max) sides with 1 <= min < max, got {self.eraser_bounds!r}")
 
 
 @dataclass
@@ -127,6 +136,9 @@ class TrainConfig:
     ``batch_size`` is the global batch: under ``torchrun`` each of the N processes takes
     ``batch_size / N`` clips of every step. ``amp``: float16 autocast, ``"auto"`` = on CUDA only.
     ``preview``: write ``preview.png`` (a clip, its ground truth and the prediction) at the end.
+    ``sync_batchnorm``: in multi-GPU runs, BatchNorm layers (VideoFlow's context encoder) become
+    ``SyncBatchNorm`` as in the official recipes, so that their statistics cover the global batch
+    (CPU / gloo runs keep per-process statistics: PyTorch synchronises BatchNorm on accelerators only).
     """
 
     steps: int = 120_000
@@ -149,6 +161,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     progress: bool = True
     preview: bool = True
+    sync_batchnorm: bool = True
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "iters", "log_every", "checkpoint_every"):
@@ -344,11 +357,36 @@ def resize_flow(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) 
     return out_flow, out_valid
 
 
+def eraser_targets(num_frames: int) -> tuple[int, ...]:
+    """Frames the eraser may hit: the second of a pair, else the first and last of the clip (the
+    frames the flows of the middle frame point to)."""
+    return (1,) if num_frames == 2 else (0, num_frames - 1)
+
+
+def erase_rectangles(frames: torch.Tensor, targets: Sequence[int], prob: float, bounds: tuple[int, int],
+                     g: torch.Generator) -> torch.Tensor:
+    """RAFT's eraser on ``frames [T, 3, H, W]``: each frame of ``targets``, with probability ``prob``,
+    gets 1-2 rectangles of sides in ``[bounds[0], bounds[1])`` pixels (clipped at the border) filled
+    with its mean colour. Returns a new tensor."""
+    frames = frames.clone()
+    _, _, h, w = frames.shape
+    for t in targets:
+        if _uniform(g) >= prob:
+            continue
+        mean_colour = frames[t].mean(dim=(1, 2), keepdim=True)
+        for _ in range(int(torch.randint(1, 3, (), generator=g))):
+            x0, y0 = int(torch.randint(0, w, (), generator=g)), int(torch.randint(0, h, (), generator=g))
+            dx, dy = (int(torch.randint(bounds[0], bounds[1], (), generator=g)) for _ in range(2))
+            frames[t, :, y0:y0 + dy, x0:x0 + dx] = mean_colour
+    return frames
+
+
 class ClipAugmentor:
     """RAFT's augmentation drawn once per clip and applied to every frame (``clip`` as from
     :func:`clip_from_item`).
 
-    Photometric: colour jitter shared by all frames or (``asymmetric_color_prob``) per frame.
+    Photometric: colour jitter shared by all frames or (``asymmetric_color_prob``) per frame; then the
+    optional eraser (:func:`erase_rectangles` on :func:`eraser_targets`).
     Spatial: zoom ``2^U(min_scale, max_scale)`` with optional per-axis stretch (at least crop + 8
     pixels), horizontal / vertical flips, random crop; flows are rescaled and sign-flipped with the
     frames. Dense flow is resized bilinearly, sparse flow scattered (:func:`resize_flow`).
@@ -383,6 +421,8 @@ class ClipAugmentor:
                 frames = torch.stack([color_jitter(f, cfg.color, g) for f in frames])
             else:
                 frames = color_jitter(frames, cfg.color, g)
+        if cfg.eraser_prob > 0:
+            frames = erase_rectangles(frames, eraser_targets(len(frames)), cfg.eraser_prob, cfg.eraser_bounds, g)
 
         scale_x = scale_y = 2.0 ** _uniform(g, cfg.min_scale, cfg.max_scale)
         if _uniform(g) < cfg.stretch_prob:
@@ -536,6 +576,14 @@ def clip_loss(step: nn.Module, batch: dict[str, torch.Tensor], config: TrainConf
     else:
         target, valid = fwd, vf
     return sequence_loss(preds, target, valid, gamma=config.gamma, max_flow=config.max_flow)
+
+
+def sync_batchnorm(model: nn.Module, world_size: int, device: torch.device, enabled: bool = True) -> nn.Module:
+    """``model`` with its BatchNorm layers turned into ``SyncBatchNorm`` (same parameters and
+    buffers) when ``enabled`` and several processes train on CUDA; else ``model`` unchanged."""
+    if not enabled or world_size < 2 or torch.device(device).type != "cuda":
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -739,6 +787,7 @@ def train(
         raise InvalidArgumentError("amp needs a CUDA device")
 
     model.to(device).train()
+    model = sync_batchnorm(model, ctx.world_size, device, config.sync_batchnorm)
     optimizer, scheduler = make_optimizer(model, config)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     settings = _settings(config, run_info)

@@ -69,6 +69,10 @@ MODEL_STAGES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+#: registered-name prefix -> probability of RAFT's eraser (occlusion) augmentation in its recipe
+#: (research note 1: on in VideoFlow-BOF's 3-frame augmentor, off in the multi-frame ones)
+ERASER_PROB: dict[str, float] = {"videoflow-bof": 0.5}
+
 #: conventional folder names under ``--data-root`` per reader
 DATA_FOLDERS: dict[str, tuple[str, ...]] = {
     "sintel": ("Sintel", "MPI-Sintel-complete", "sintel"),
@@ -110,6 +114,7 @@ class TrainConfig:
     augment: bool = True  # RAFT augmentation; False: random crops only
     reverse_prob: float = 0.3  # temporal reversal of a clip
     augment_ranges: dict[str, tuple[float, float, bool]] = field(default_factory=dict)  # overrides AUGMENT_RANGES
+    eraser_prob: float | None = None  # None: the model's recipe (ERASER_PROB, else 0)
     clip_length: int | None = None  # default: the model's frames_per_window
     reader_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     amp: bool | str = "auto"  # "auto": on CUDA only
@@ -137,6 +142,14 @@ class TrainConfig:
             raise InvalidArgumentError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.reverse_prob <= 1:
             raise InvalidArgumentError(f"reverse_prob must be in [0, 1], got {self.reverse_prob}")
+        if self.eraser_prob is not None and not 0 <= self.eraser_prob <= 1:
+            raise InvalidArgumentError(f"eraser_prob must be in [0, 1], got {self.eraser_prob}")
+
+    def resolved_eraser_prob(self) -> float:
+        """``eraser_prob``, or the model's recipe value when None."""
+        if self.eraser_prob is not None:
+            return float(self.eraser_prob)
+        return next((p for prefix, p in ERASER_PROB.items() if self.model.startswith(prefix)), 0.0)
 
     def recipe(self) -> motion_train.TrainConfig:
         """The :class:`motion.train.TrainConfig` of this run (recipe and loop settings)."""
@@ -200,6 +213,7 @@ class TrainClips(ClipDataset):
         super().__init__(mixture, config.recipe())
         self.mixture = mixture
         self.ranges = {**AUGMENT_RANGES, **{k: tuple(v) for k, v in config.augment_ranges.items()}}
+        self.eraser_prob = config.resolved_eraser_prob()
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -216,9 +230,10 @@ class TrainClips(ClipDataset):
         min_scale, max_scale, flips = self.ranges.get(self.mixture.names[part], (-0.2, 0.6, True))
         crop = tuple(self.config.crop)
         if sparse:
-            return AugmentConfig.sparse(crop, min_scale, max_scale, flips=flips)
+            return AugmentConfig.sparse(crop, min_scale, max_scale, flips=flips, eraser_prob=self.eraser_prob)
         return AugmentConfig(crop=crop, min_scale=min_scale, max_scale=max_scale,
-                             h_flip_prob=0.5 if flips else 0.0, v_flip_prob=0.1 if flips else 0.0)
+                             h_flip_prob=0.5 if flips else 0.0, v_flip_prob=0.1 if flips else 0.0,
+                             eraser_prob=self.eraser_prob)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,7 +271,7 @@ def train(config: TrainConfig, ctx=None) -> TrainResult:
     dataset = build_dataset(config, clip_length)
     run_info = {"model_options": config.model_options, "mixture": config.mixture, "clip_length": config.clip_length,
                 "augment_ranges": {k: list(v) for k, v in config.augment_ranges.items()},
-                "clip_length_resolved": clip_length}
+                "clip_length_resolved": clip_length, "eraser_prob": config.resolved_eraser_prob()}
     return motion_train.train(model, dataset, config.recipe(), config.out_dir, model_name=config.model,
                       resume=config.resume, device=ctx.device, ctx=ctx, run_info=run_info)
 
@@ -315,6 +330,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-length", type=int, default=None, help="frames per training clip (default: the model's window)")
     parser.add_argument("--iters", type=int, default=None, help="refinement iterations in training (default 12)")
     parser.add_argument("--no-augment", action="store_true", help="random crops only (no zoom, flips, colour jitter)")
+    parser.add_argument("--eraser-prob", type=float, default=None,
+                        help="probability of RAFT's occlusion eraser per target frame (default: the model's recipe, 0.5 for videoflow-bof)")
     parser.add_argument("--reverse-prob", type=float, default=None, help="probability of playing a clip backwards (0.3)")
     parser.add_argument("--amp", choices=("auto", "on", "off"), default=None, help="mixed precision (default auto: CUDA only)")
     parser.add_argument("--seed", type=int, default=None)
@@ -337,7 +354,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "weight_decay": args.weight_decay, "gamma": args.gamma, "crop": _parse_crop(args.crop), "amp": amp,
         "seed": args.seed, "num_workers": args.workers, "log_every": args.log_every,
         "checkpoint_every": args.checkpoint_every, "iters": args.iters, "reverse_prob": args.reverse_prob,
-        "augment": False if args.no_augment else None,
+        "augment": False if args.no_augment else None, "eraser_prob": args.eraser_prob,
     }
     common = {
         "out_dir": args.out, "roots": resolve_roots(args.data_root, args.root), "model_options": parse_options(args.option),

@@ -8,7 +8,7 @@
 ``nn``         nearest-neighbour flow (``q_nn(p) - p``)
 ``icp``        one rigid transform (point-to-point ICP, KD-tree + Kabsch)
 ``nsfp``       Neural Scene Flow Prior (per-pair MLP fit, truncated chamfer, cycle network)
-``nsfp-fast``  NSFP with Fast NSF's distance-transform loss (forward only)
+``nsfp-fast``  NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)
 ``scoop``      SCOOP correspondence network + test-time refinement (needs ``weights=``)
 ============== ===========================================================================
 """

@@ -11,32 +11,38 @@ previous field explicitly.
 
 Fast mode (``loss="dt"``, preset ``nsfp-fast``) follows Fast NSF (ICCV 2023): a lookup structure of
 the target, built once per pair (:class:`~.dt.DistanceGrid`), replaces the per-iteration
-nearest-neighbour search, and only the forward network is fitted (no cycle network, no
-target-to-source term), with Xavier init. Where this differs from the released Fast NSF, and why
-(measured on synthetic 8,192-point pairs, 1 CPU thread, where the MLP and not the search dominates
-an iteration, so that a speed-up must come from fewer / cheaper network steps):
+nearest-neighbour search, only the forward network is fitted (no cycle network), with Xavier init.
+Where this differs from the released Fast NSF, and why (measured on synthetic 8,192-point pairs,
+1 CPU thread, where the MLP and not the search dominates an iteration, so that a speed-up must come
+from fewer / cheaper network steps):
 
 * The grid is a closest-point transform: the loss of a warped point is its exact distance to the
   target point assigned to its grid node, with the chamfer gradient towards that point, instead of
   a trilinear distance to voxel centres (piecewise-constant gradients, up to 0.087 m seed error).
 * The term is Fast NSF's unsquared distance, truncated like NSFP's chamfer but leaky: beyond
-  ``sqrt(truncate)`` (1 m) it continues with slope ``truncate_slope`` (0.1). Mean EPE3D over 6
-  scenes x 3 seeds: 0.50 untruncated (Fast NSF: points without a counterpart drag their
-  neighbourhood), 0.43 with a hard cut at 2 m^2 (NSFP's), 0.43 with this leaky cut at 1 m^2; a hard
-  cut at 1 m^2 or below lets the field run away where every point is cut (flows of hundreds of
-  metres on some seeds).
-* The first ``batch_iterations`` (300) steps each fit a fresh random subset of ``batch_points``
-  (512) source points (16x cheaper steps at 8,192 points) under a cosine learning-rate decay from
-  8e-3; an exponential moving average of these steps' weights (``batch_average`` 0.95) starts the
-  full-cloud steps, which then run with Fast NSF's early stopping (patience 10, min_delta 1e-3)
-  and NSFP's best-loss snapshot. Fast NSF's own schedule (full cloud, constant lr, patience 5-10)
-  either stops after tens of steps far from convergence or needs as many steps as NSFP.
+  ``sqrt(truncate)`` (1 m) it continues with slope ``truncate_slope`` (0.1). Without a cut, points
+  with no counterpart drag their neighbourhood; a hard cut at 1 m^2 or below lets the field run
+  away where every point is cut (flows of hundreds of metres on some seeds).
+* A target-to-source term (``reverse_weight``, 1): every target point pulls the warped source
+  point nearest to it, like the second half of NSFP's chamfer. Forward-only fitting let a small
+  moving object next to larger ones be dragged onto the wrong surface (seen: a 0.6 m cylinder moved
+  2.3 m off); the nearest indices cannot come from a grid (the warped source changes), so they are
+  found with a KD-tree every ``reverse_refresh`` (5) mini-batch steps and at every full-cloud step.
+  Staler indices cost accuracy: refreshing every 10 / 20 / 30 steps gave EPE3D 0.32 / 0.40 / 0.45
+  against 0.29 every 5 (6 scenes x 2 seeds, 300 mini-batch steps).
+* The first ``batch_iterations`` (200) steps each fit a fresh random subset of ``batch_points``
+  (256) source points plus as many target points' reverse terms under a cosine learning-rate decay
+  from 8e-3; an exponential moving average of these steps' weights (``batch_average`` 0.95) starts
+  the full-cloud steps, which run with Fast NSF's early stopping (patience 10, min_delta 1e-3) up
+  to ``max_iterations`` (210) and NSFP's best-loss snapshot. Fast NSF's own schedule (full cloud,
+  constant lr, patience 5-10) either stops after tens of steps far from convergence or needs as
+  many steps as NSFP.
 
-Measured on synthetic 8,192-point pairs (bench/scene_flow.py section 2, 1 thread): fast mode is
-about 15x faster than NSFP per pair (4-5 s against 50-85 s), but its EPE3D is about 16 % higher
-(0.43 against 0.37, mean of 6 scenes x 3 seeds; per scene from -10 % to +50 %): without a
-target-to-source term a small moving object next to larger ones can be dragged onto the wrong
-surface (seen: a 0.6 m cylinder moved 2.3 m off), which NSFP's backward chamfer term prevents.
+Measured with bench/scene_flow.py (section 2: 6 scenes at 8,192 points, each solved by both
+methods back to back, 1 thread; figures in the issue notes): fast mode takes about a tenth of
+NSFP's time or less at an EPE3D of 0.32 against NSFP's 0.36 (mean over 3 network seeds; without
+the target-to-source term it was 0.43, 16 % worse than NSFP). At 2,048 points the fixed
+mini-batch phase makes it only 1-8x faster (0.33 against 0.41 EPE3D).
 
 Clouds above ``chunk_size`` points are processed in chunks with exact gradient accumulation: the
 nearest-neighbour indices are found on the whole warped cloud without gradients, then each chunk's
@@ -102,6 +108,12 @@ class NSFPConfig:
         batch_points, batch_iterations: the first ``batch_iterations`` steps each fit a fresh random
             subset of ``batch_points`` source points (``loss="dt"`` only; None: every step uses all
             points). Early stopping and the best-loss snapshot only look at the full-cloud steps.
+        batch_average: the full-cloud steps start from an exponential moving average of the
+            mini-batch steps' weights with this decay (0: from the last weights).
+        reverse_weight: weight of the target-to-source term (``loss="dt"`` only; 0: forward-only,
+            as released Fast NSF): each target point pulls its nearest warped source point.
+        reverse_refresh: mini-batch steps between searches of those nearest points (full-cloud
+            steps search at every step).
         voxel_size: lookup grid spacing (``loss="dt"``).
         dt_band: exact near field of the lookup grid in voxels (see :class:`~.dt.DistanceGrid`).
         chunk_size: points per chunk above which the loss is accumulated chunk by chunk.
@@ -127,6 +139,8 @@ class NSFPConfig:
     batch_points: int | None = None
     batch_iterations: int = 0
     batch_average: float = 0.0
+    reverse_weight: float = 0.0
+    reverse_refresh: int = 5
     voxel_size: float = 0.1
     dt_band: int = 6
     chunk_size: int = 100_000
@@ -161,6 +175,10 @@ class NSFPConfig:
             check_int(self.batch_points, "batch_points", 1)
             if self.loss != "dt":
                 raise InvalidArgumentError("batch_points needs loss='dt' (a chamfer term over a subset is biased)")
+        check_float(self.reverse_weight, "reverse_weight", strict=False)
+        check_int(self.reverse_refresh, "reverse_refresh", 1)
+        if self.reverse_weight > 0 and self.loss != "dt":
+            raise InvalidArgumentError("reverse_weight applies to loss='dt' only (NSFP's chamfer already has its target-to-source term)")
         check_float(self.voxel_size, "voxel_size")
         check_int(self.dt_band, "dt_band", 1)
         check_int(self.chunk_size, "chunk_size", 1)
@@ -178,10 +196,12 @@ PRESETS: dict[str, NSFPConfig] = {
         truncate=1.0,
         truncate_slope=0.1,
         lr_schedule="cosine",
-        batch_points=512,
-        batch_iterations=300,
+        reverse_weight=1.0,
+        reverse_refresh=5,
+        batch_points=256,
+        batch_iterations=200,
         batch_average=0.95,
-        max_iterations=340,
+        max_iterations=210,
         patience=10,
         min_delta=1e-3,
     ),
@@ -324,6 +344,16 @@ def _chunked_chamfer_step(
     return total, flow
 
 
+def _reverse_terms(warped: torch.Tensor, targets: torch.Tensor, truncate: float | None, slope: float) -> torch.Tensor:
+    """Target-to-source terms ``[K]``: distance of each target point to its (stale) nearest warped
+    source point, truncated like :func:`_dt_terms`."""
+    d = (warped - targets).square().sum(-1).clamp_min(1e-12).sqrt()
+    if truncate is None:
+        return d
+    r = math.sqrt(truncate)
+    return torch.where(d.detach() < r, d, r + slope * (d - r))
+
+
 def _loss_step(
     net: nn.Module,
     inverse: nn.Module | None,
@@ -331,14 +361,24 @@ def _loss_step(
     tgt: torch.Tensor,
     grid: DistanceGrid | None,
     cfg: NSFPConfig,
+    reverse_idx: torch.Tensor | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """Loss value and detached flow of the current parameters; gradients accumulated."""
+    """Loss value and detached flow of the current parameters; gradients accumulated.
+
+    ``reverse_idx [M]`` (lookup loss only): for every target point the index of its nearest warped
+    source point (found without gradients at an earlier step), adding the target-to-source term."""
     n = len(src)
     if grid is not None:
         total, flows = 0.0, []
         for part in chunks(n, cfg.chunk_size):
             f = net(src[part])
             loss = _dt_terms(grid, src[part] + f, cfg.truncate, cfg.truncate_slope).sum() / n
+            if reverse_idx is not None:
+                hits = (reverse_idx >= part.start) & (reverse_idx < part.stop)
+                if hits.any():
+                    j = reverse_idx[hits] - part.start
+                    rev = _reverse_terms(src[part][j] + f[j], tgt[hits], cfg.truncate, cfg.truncate_slope)
+                    loss = loss + cfg.reverse_weight * rev.sum() / len(tgt)
             loss.backward()
             total += loss.item()
             flows.append(f.detach())
@@ -389,7 +429,9 @@ def fit_nsfp(
         groups = [{"params": net.parameters(), "weight_decay": cfg.weight_decay}]
         if inverse is not None:
             groups.append({"params": inverse.parameters(), "weight_decay": cfg.weight_decay})
-        optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+        # foreach: one fused update for all layers (the per-tensor loop is a sizeable share of a
+        # 512-point step on the CPU)
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
         grid = None
         dt_seconds = 0.0
         if cfg.loss == "dt":
@@ -406,6 +448,9 @@ def fit_nsfp(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_iterations, desc=f"nsfp ({cfg.loss})", leave=False)
+        reverse = cfg.reverse_weight > 0 and grid is not None
+        reverse_idx = None
+        last_flow: torch.Tensor | None = None
         iteration = 0
         for iteration in range(1, cfg.max_iterations + 1):
             if cfg.lr_schedule == "cosine":
@@ -416,17 +461,34 @@ def fit_nsfp(
                 with torch.no_grad():
                     for p, a in zip(net.parameters(), averaged):
                         p.copy_(a)
+            if reverse and (iteration > batch_steps or reverse_idx is None or (iteration - 1) % cfg.reverse_refresh == 0):
+                # nearest warped source point of every target point, refreshed every few mini-batch
+                # steps and at every full-cloud step (from the previous step's flow)
+                with torch.no_grad():
+                    fresh = last_flow is None or iteration == batch_steps + 1
+                    flow_now = net.flow_at(src, cfg.chunk_size) if fresh else last_flow
+                    reverse_idx = knn(tgt, src + flow_now, 1, backend=cfg.backend).idx[:, 0]
             if iteration <= batch_steps:
                 # a fresh random subset of the source: cheap steps that shape the field
                 pick = torch.randperm(len(src), generator=generator)[:batch].to(src.device)
                 points = src[pick]
-                term = _dt_terms(grid, points + net(points), cfg.truncate, cfg.truncate_slope).mean()
+                if reverse:
+                    # the same number of target points, each pulling its nearest warped source point
+                    pick_t = torch.randperm(len(tgt), generator=generator)[:batch].to(src.device)
+                    pulled = src[reverse_idx[pick_t]]
+                    f = net(torch.cat([points, pulled]))
+                    term = _dt_terms(grid, points + f[: len(points)], cfg.truncate, cfg.truncate_slope).mean()
+                    rev = _reverse_terms(pulled + f[len(points):], tgt[pick_t], cfg.truncate, cfg.truncate_slope)
+                    term = term + cfg.reverse_weight * rev.mean()
+                else:
+                    term = _dt_terms(grid, points + net(points), cfg.truncate, cfg.truncate_slope).mean()
                 term.backward()
                 loss = term.item()
                 if not math.isfinite(loss):
                     break
             else:
-                loss, flow = _loss_step(net, inverse, src, tgt, grid, cfg)
+                loss, flow = _loss_step(net, inverse, src, tgt, grid, cfg, reverse_idx if reverse else None)
+                last_flow = flow
                 if math.isfinite(loss) and loss < best_loss:
                     best_loss, best_flow, best_iteration = loss, flow, iteration
                 if stopper.step(loss):
@@ -434,8 +496,7 @@ def fit_nsfp(
             optimizer.step()
             if averaged is not None and iteration <= batch_steps:
                 with torch.no_grad():
-                    for a, p in zip(averaged, net.parameters()):
-                        a.lerp_(p, 1.0 - cfg.batch_average)
+                    torch._foreach_lerp_(averaged, list(net.parameters()), 1.0 - cfg.batch_average)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4g}")

@@ -130,6 +130,26 @@ def test_gma_dense_and_fused_agree_with_explicit_softmax():
     torch.testing.assert_close(agg(att(context, fused=True), motion), expected)
 
 
+def _largest_cpu_allocation(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(e.cpu_memory_usage for e in prof.events())
+
+
+def test_fused_gma_never_allocates_the_token_by_token_matrix():
+    """At 64 x 64 tokens the attention matrix is 64 MiB; the fused path (used for high resolutions)
+    must stay on the flash kernel: strided q/k/v made PyTorch's CPU SDPA fall back to the math path,
+    which allocates that matrix."""
+    torch.manual_seed(0)
+    att, agg = GMAAttention(128), GMAAggregate(128)
+    context, motion = torch.randn(1, 128, 64, 64), torch.randn(1, 128, 64, 64)
+    matrix_bytes = 4096 * 4096 * 4
+    assert _largest_cpu_allocation(lambda: agg(att(context), motion)) >= matrix_bytes  # the measure sees it
+    assert _largest_cpu_allocation(lambda: agg(att(context, fused=True), motion)) < matrix_bytes // 8
+
+
 def test_gru_with_closed_update_gate_keeps_state():
     gru = SepConvGRU(hidden=4, input_dim=3)
     for conv in (gru.convz1, gru.convz2):

@@ -21,10 +21,13 @@ from motion.train import (
     adjust_hue,
     clip_from_item,
     color_jitter,
+    erase_rectangles,
+    eraser_targets,
     is_sparse,
     make_optimizer,
     resize_flow,
     reverse_clip,
+    sync_batchnorm,
     train,
 )
 
@@ -188,6 +191,65 @@ def test_sparse_preset_is_rafts():
     assert AugmentConfig.sparse((32, 48)).h_flip_prob == 0
 
 
+def test_eraser_fills_rectangles_of_target_frames_with_their_mean_colour():
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(3, 3, 40, 50)
+    for _ in range(20):
+        out = erase_rectangles(frames, (0, 2), 1.0, (5, 10), g)
+        assert torch.equal(out[1], frames[1]) and not torch.equal(out[0], frames[0])
+        for t in (0, 2):
+            changed = (out[t] != frames[t]).any(0)
+            mean = frames[t].mean(dim=(1, 2))
+            # every changed pixel holds the frame's mean colour; 1-2 rectangles of sides 5..9
+            torch.testing.assert_close(out[t][:, changed], mean[:, None].expand(3, int(changed.sum())))
+            assert 0 < int(changed.sum()) <= 2 * 9 * 9
+            rows, cols = changed.any(1).nonzero()[:, 0], changed.any(0).nonzero()[:, 0]
+            assert rows.max() - rows.min() < 40 and cols.max() - cols.min() < 50
+    assert torch.equal(erase_rectangles(frames, (0, 2), 0.0, (5, 10), g), frames)
+    assert eraser_targets(2) == (1,) and eraser_targets(3) == (0, 2) and eraser_targets(5) == (0, 4)
+
+
+def test_augmentor_eraser_leaves_the_reference_frame_and_the_flow_alone():
+    clip = synthetic_clip(frames=3, height=72, width=88)
+    config = AugmentConfig(**{**AugmentConfig.crop_only((64, 80)).__dict__, "eraser_prob": 1.0, "eraser_bounds": (20, 30)})
+    erased = ClipAugmentor(config, seed=4)(copy(clip))
+    # locate the crop through the (untouched) flow, then compare frame by frame
+    origins = [(y, x) for y in range(9) for x in range(9)
+               if torch.equal(erased["flow_forward"], clip["flow_forward"][..., y:y + 64, x:x + 80])]
+    assert len(origins) == 1
+    y, x = origins[0]
+    crop = clip["frames"][..., y:y + 64, x:x + 80]
+    assert torch.equal(erased["frames"][1], crop[1])  # the reference frame is never erased
+    touched = 0
+    for t in (0, 2):
+        changed = (erased["frames"][t] != crop[t]).any(0)
+        mean = clip["frames"][t].mean(dim=(1, 2))  # the mean colour of the whole frame, before cropping
+        torch.testing.assert_close(erased["frames"][t][:, changed], mean[:, None].expand(3, int(changed.sum())))
+        touched += int(changed.sum())
+    assert touched >= 20 * 20 // 4
+    with pytest.raises(InvalidArgumentError, match="eraser_bounds"):
+        AugmentConfig(crop=(8, 8), eraser_bounds=(10, 5)).validate()
+    with pytest.raises(InvalidArgumentError, match="eraser_prob"):
+        AugmentConfig(crop=(8, 8), eraser_prob=1.5).validate()
+
+
+def test_sync_batchnorm_only_for_several_cuda_processes():
+    model = motion.create("videoflow-bof", device="cpu", encoder="basic")  # the context encoder uses BatchNorm
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # RAFT's residual blocks register their third norm twice (also inside ``downsample``): count paths
+    count = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for _, m in model.named_modules(remove_duplicate=False))
+    for world_size, device, enabled in ((1, "cuda", True), (2, "cpu", True), (2, "cuda", False)):
+        assert sync_batchnorm(model, world_size, torch.device(device), enabled) is model
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    converted = sync_batchnorm(model, 2, torch.device("cuda"))
+    norms = [m for _, m in converted.named_modules(remove_duplicate=False) if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert count > 0 and len(norms) == count and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    after = converted.state_dict()
+    assert list(after) == list(before)  # checkpoints keep their keys
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+
+
 # --------------------------------------------------------------------------- clips
 
 
@@ -235,7 +297,7 @@ def test_one_cycle_schedule_matches_recipe():
 # --------------------------------------------------------------------------- the loop
 
 
-def test_overfitting_one_clip_lowers_the_loss_writes_outputs_and_resumes(tmp_path):
+def test_overfitting_one_clip_lowers_the_loss_writes_outputs_and_resumes(tmp_path, one_thread):
     torch.manual_seed(0)
     model = motion.create("videoflow-mof", device="cpu", encoder="basic", iters=2)
     clip = SyntheticClips(1, 3, 64, 64, seed=5, num_layers=1, max_speed=3.0)

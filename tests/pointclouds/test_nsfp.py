@@ -16,6 +16,7 @@ from pointclouds.methods.nsfp import (
     _cosine_lr,
     _dt_terms,
     _loss_step,
+    _reverse_terms,
     accumulate,
     build_field,
     fit_nsfp,
@@ -47,6 +48,42 @@ def test_chunked_loss_and_gradients_equal_the_unchunked_ones(backward_flow: bool
         losses.append(loss)
     assert losses[0] == pytest.approx(losses[1], rel=1e-10)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+
+
+def test_chunked_lookup_loss_with_reverse_term_equals_the_unchunked_one(rng: np.random.Generator) -> None:
+    """Fast mode's full-cloud step: the lookup term plus the target-to-source term, chunked or not,
+    and the reverse term against an explicit loop over target points (float64)."""
+    src = torch.from_numpy(rng.uniform(-2, 2, size=(157, 3))).double()
+    tgt = torch.from_numpy(rng.uniform(-2, 2, size=(131, 3))).double()
+    grid = DistanceGrid.build(tgt.float(), voxel_size=0.1, cover=src.float())
+    reverse_idx = torch.from_numpy(rng.integers(0, len(src), len(tgt)))
+    grads, losses = [], []
+    for chunk in (10_000, 23):
+        cfg = make_config("nsfp-fast", chunk_size=chunk, truncate=1.0, truncate_slope=0.1, reverse_weight=0.7, **SMALL)
+        net = build_field(cfg, torch.device("cpu")).double()
+        loss, _ = _loss_step(net, None, src, tgt, grid, cfg, reverse_idx)
+        grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
+        losses.append(loss)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        flow = net(src)
+        forward = _dt_terms(grid, (src + flow).float(), 1.0, 0.1).double().sum() / len(src)
+        reverse = 0.0
+        for i in range(len(tgt)):
+            d = torch.linalg.vector_norm(src[reverse_idx[i]] + flow[reverse_idx[i]] - tgt[i]).item()
+            reverse += d if d < 1.0 else 1.0 + 0.1 * (d - 1.0)
+    assert losses[1] == pytest.approx(forward.item() + 0.7 * reverse / len(tgt), rel=1e-5)
+
+
+def test_reverse_terms_pull_the_matched_source_points_towards_the_target() -> None:
+    warped = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    targets = torch.tensor([[0.5, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    terms = _reverse_terms(warped, targets, truncate=1.0, slope=0.1)
+    torch.testing.assert_close(terms.detach(), torch.tensor([0.5, 1.0 + 0.1 * 2.0]))
+    terms.sum().backward()
+    # gradient descent moves each warped point towards its target point, weakly beyond 1 m
+    torch.testing.assert_close(warped.grad, torch.tensor([[-1.0, 0.0, 0.0], [0.0, -0.1, 0.0]]))
 
 
 def _translated_pair(rng: np.random.Generator, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,6 +172,12 @@ def test_config_validation() -> None:
     with pytest.raises(InvalidArgumentError):
         make_config("nsfp", truncate_slope=0.1)
     with pytest.raises(InvalidArgumentError):
+        make_config("nsfp", reverse_weight=1.0)  # the chamfer loss has its own target-to-source term
+    with pytest.raises(InvalidArgumentError):
+        make_config("nsfp-fast", reverse_refresh=0)
+    with pytest.raises(InvalidArgumentError):
+        make_config("nsfp-fast", reverse_weight=-1.0)
+    with pytest.raises(InvalidArgumentError):
         make_config("nsfp-fast", lr_schedule="step")
     with pytest.raises(InvalidArgumentError):
         make_config("nsfp-fast", lr_min_factor=1.5)
@@ -187,27 +230,25 @@ def test_nsfp_beats_baselines_on_synthetic_scenes() -> None:
 
 @pytest.mark.slow
 def test_nsfp_fast_beats_baselines_on_synthetic_scenes() -> None:
-    """Fast mode beats the better baseline on every scene and by a quarter on average.
+    """Fast mode beats the better baseline on every scene, by more than half on average.
 
-    Measured with four network seeds (thresholds leave room for a different BLAS changing the
-    trajectory): per-scene ratio to the better baseline <= 0.77, mean <= 0.64.
+    Measured with three network seeds: per-scene ratio to the better baseline 0.30-0.68, mean 0.42-0.47.
     """
     ratios = []
     for seed, nonrigid in SCENES:
         epe = {m: _scene_epe(m, seed, nonrigid) for m in ("nn", "icp", "nsfp-fast")}
         ratios.append(epe["nsfp-fast"] / min(epe["nn"], epe["icp"]))
-        assert ratios[-1] < 0.9, (seed, epe)
-    assert float(np.mean(ratios)) < 0.75, ratios
+        assert ratios[-1] < 0.8, (seed, epe)
+    assert float(np.mean(ratios)) < 0.6, ratios
 
 
 @pytest.mark.slow
 def test_nsfp_fast_stays_close_to_nsfp() -> None:
-    """Fast mode's mean EPE3D over the four scenes stays within 40 % of NSFP's.
+    """Fast mode's mean EPE3D over the four scenes is within 10 % of NSFP's (the issue's target).
 
-    Measured with four network seeds: 1.01-1.25x (forward-only fitting loses some small moving
-    objects that NSFP's target-to-source term keeps; see the module docstring). The issue's 10 %
-    is not met reliably on these scenes, so this guards the measured level, not that target.
+    Measured with three network seeds: 0.78-0.85x NSFP (NSFP 0.411; fast 0.320-0.347). Without the
+    target-to-source term (``reverse_weight=0``, 512-point batches) it was 1.25x.
     """
     fast = np.mean([_scene_epe("nsfp-fast", seed, nonrigid) for seed, nonrigid in SCENES])
     full = np.mean([_scene_epe("nsfp", seed, nonrigid) for seed, nonrigid in SCENES])
-    assert fast < 1.4 * full, (fast, full)
+    assert fast < 1.1 * full, (fast, full)

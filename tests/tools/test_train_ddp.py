@@ -149,3 +149,20 @@ def test_training_clips_are_seeded_per_sample_and_sparse_aware(tmp_path):
     assert (sintel_valid > 0.9).all()
     clips.set_epoch(1)
     assert not torch.equal(clips[0]["frames"], first[0]["frames"])
+
+
+def test_eraser_follows_each_models_recipe(tmp_path):
+    from motion.data.mixing import build_mixture
+    from tests.motion.fake_datasets import write_kitti
+
+    write_kitti(tmp_path / "KITTI", scenes=2, size=(20, 30))
+    roots = {"kitti": tmp_path / "KITTI"}
+    bof = tr.stage_config("videoflow-bof", "sintel", out_dir="x")
+    assert bof.resolved_eraser_prob() == 0.5  # VideoFlow-BOF's 3-frame augmentor erases
+    assert tr.stage_config("videoflow-mof", "sintel", out_dir="x").resolved_eraser_prob() == 0.0
+    assert tr.TrainConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=0.0).resolved_eraser_prob() == 0.0
+    clips = tr.TrainClips(build_mixture("kitti", roots), _config(None, tmp_path / "x", model="videoflow-bof", crop=(12, 16)))
+    assert clips.augment_config(0, sparse=True).eraser_prob == 0.5
+    assert clips.augment_config(0, sparse=False).eraser_prob == 0.5
+    with pytest.raises(InvalidArgumentError, match="eraser_prob"):
+        tr.TrainConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=2.0).validate()
