@@ -205,3 +205,21 @@ def test_twins_encoder_timm_names_and_output():
     assert keys["svt.norm.weight"].shape == (1024,)
     with torch.no_grad():
         assert enc(torch.rand(1, 3, 48, 64)).shape == (1, 256, 6, 8)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 7, 15])
+def test_depthwise_fast_routes_equal_the_convolution(kernel):
+    """The SK block's depthwise convs take faster routes on the CPU (scale and shift for 1 x 1,
+    channels-last for large kernels): the same values and gradients as the plain convolution."""
+    from motion.models.sk import depthwise
+
+    torch.manual_seed(kernel)
+    conv = torch.nn.Conv2d(12, 12, kernel, padding=kernel // 2, groups=12).double()
+    x = torch.randn(2, 12, 9, 11, dtype=torch.float64, requires_grad=True)
+    fast = depthwise(conv, x)
+    assert fast.is_contiguous()
+    grads = torch.autograd.grad(fast.square().sum(), [x, conv.weight, conv.bias])
+    plain = conv(x)
+    torch.testing.assert_close(fast, plain)
+    for a, b in zip(grads, torch.autograd.grad(plain.square().sum(), [x, conv.weight, conv.bias])):
+        torch.testing.assert_close(a, b)
