@@ -299,7 +299,11 @@ def _dt_terms(grid: DistanceGrid, warped: torch.Tensor, truncate: float | None, 
     ``d^2 >= truncate`` the term continues as ``r + slope * (d - r)`` (``r = sqrt(truncate)``): with
     ``slope = 0`` such points no longer pull (NSFP's truncation); a small slope keeps a weak pull so
     that the field cannot run away where every point is beyond the threshold."""
-    d = grid(warped)
+    return _leaky_truncated(grid(warped), truncate, slope)
+
+
+def _leaky_truncated(d: torch.Tensor, truncate: float | None, slope: float) -> torch.Tensor:
+    """Distances ``d`` kept below ``r = sqrt(truncate)``, continued as ``r + slope * (d - r)`` beyond."""
     if truncate is None:
         return d
     r = math.sqrt(truncate)
@@ -347,11 +351,7 @@ def _chunked_chamfer_step(
 def _reverse_terms(warped: torch.Tensor, targets: torch.Tensor, truncate: float | None, slope: float) -> torch.Tensor:
     """Target-to-source terms ``[K]``: distance of each target point to its (stale) nearest warped
     source point, truncated like :func:`_dt_terms`."""
-    d = (warped - targets).square().sum(-1).clamp_min(1e-12).sqrt()
-    if truncate is None:
-        return d
-    r = math.sqrt(truncate)
-    return torch.where(d.detach() < r, d, r + slope * (d - r))
+    return _leaky_truncated((warped - targets).square().sum(-1).clamp_min(1e-12).sqrt(), truncate, slope)
 
 
 def _loss_step(
@@ -476,12 +476,12 @@ def fit_nsfp(
                     # the same number of target points, each pulling its nearest warped source point
                     pick_t = torch.randperm(len(tgt), generator=generator)[:batch].to(src.device)
                     pulled = src[reverse_idx[pick_t]]
-                    f = net(torch.cat([points, pulled]))
-                    term = _dt_terms(grid, points + f[: len(points)], cfg.truncate, cfg.truncate_slope).mean()
-                    rev = _reverse_terms(pulled + f[len(points):], tgt[pick_t], cfg.truncate, cfg.truncate_slope)
+                    points = torch.cat([points, pulled])
+                f = net(points)
+                term = _dt_terms(grid, points[:batch] + f[:batch], cfg.truncate, cfg.truncate_slope).mean()
+                if reverse:
+                    rev = _reverse_terms(pulled + f[batch:], tgt[pick_t], cfg.truncate, cfg.truncate_slope)
                     term = term + cfg.reverse_weight * rev.mean()
-                else:
-                    term = _dt_terms(grid, points + net(points), cfg.truncate, cfg.truncate_slope).mean()
                 term.backward()
                 loss = term.item()
                 if not math.isfinite(loss):
