@@ -42,7 +42,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["motion*", "pointclouds*", "splats*", "tools*"]),
+    packages=find_packages(include=["motion4d*", "motion*", "pointclouds*", "splats*", "tools*"]),
     package_data={"motion.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/*.cuh"]},
     include_package_data=True,
     install_requires=[

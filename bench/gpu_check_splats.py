@@ -117,8 +117,8 @@ def main() -> int:
     for mode in ("RGB", "RGB+ED"):
         all_ok &= report_parity(f"random 3k @96 {mode}", render_both(params, cams, mode))
     all_ok &= report_parity("random 3k @96 per-camera", render_both(params, cams, "RGB", per_camera=True))
-    from splats.synthetic import make_scene
     from splats.cameras import Cameras, look_at
+    from splats.synthetic import make_scene
 
     scene = make_scene()
     g = scene.gaussians_at(0.3)
@@ -158,8 +158,9 @@ def main() -> int:
     if not args.quick:
         import numpy as np
 
+        from motion4d.imaging import psnr
         from splats.densify import DensifyConfig
-        from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig, psnr
+        from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig
         from splats.synthetic import multiview_sequence
 
         views, steps = 4, 12

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from motion.atomic import atomic_write_text  # noqa: E402
+from motion4d.atomic import atomic_write_text  # noqa: E402
 from pointclouds import estimate_scene_flow  # noqa: E402
 from pointclouds.methods.dt import DistanceGrid  # noqa: E402
 from pointclouds.metrics import SceneFlowMetricAccumulator, scene_flow_metrics  # noqa: E402

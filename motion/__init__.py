@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (  # noqa: F401  (re-exported)
+from motion4d.errors import (  # noqa: F401  (re-exported)
     BackendUnavailableError,
     CheckpointError,
     InputFileError,
@@ -54,7 +54,7 @@ _LAZY = {
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "checks", "atomic", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
 
 
 def __getattr__(name: str) -> Any:

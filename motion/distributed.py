@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from .checks import check_choice
-from .errors import BackendUnavailableError, InvalidArgumentError
+from motion4d.checks import check_choice, check_int
+from motion4d.errors import BackendUnavailableError, InvalidArgumentError
 
 T = TypeVar("T")
 BACKENDS = ("auto", "nccl", "gloo")
@@ -92,10 +92,8 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
 
 
 def check_shard(index: int, count: int) -> tuple[int, int]:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidArgumentError(f"number of shards must be an integer >= 1, got {count!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-        raise InvalidArgumentError(f"shard index must be an integer in [0, {count}), got {index!r}")
+    count = check_int(count, "number of shards", minimum=1)
+    index = check_int(index, "shard index", minimum=0, maximum=count - 1)
     return index, count
 
 

@@ -49,9 +49,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_write_text
-from .checks import check_choice
-from .errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_write_text
+from motion4d.checks import check_choice, check_int
+from motion4d.device import resolve_device
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.imaging import frames_to_tensor
+
 from .frames import Frame, open_video
 from .models.base import FlowModel, FlowOutput
 
@@ -271,9 +274,7 @@ def _check_config(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Non
 
 def _to_tensor(frames: list[Frame], device: torch.device) -> torch.Tensor:
     """``T`` frames -> ``float32 [T, 3, H, W]`` in [0, 1] on ``device``."""
-    array = np.stack([f.image for f in frames])
-    tensor = torch.from_numpy(array).to(device, non_blocking=True)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0)
+    return frames_to_tensor(np.stack([f.image for f in frames]), device=device)
 
 
 def _run_windows(model: FlowModel, group: list[_Window], device: torch.device, backward: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -401,10 +402,7 @@ def iter_flow(
     """
     from tqdm.auto import tqdm
 
-    from .registry import resolve_device
-
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InvalidArgumentError(f"batch must be an int >= 1, got {batch!r}")
+    check_int(batch, "batch", minimum=1)
     device = resolve_device(device)
     flow_model, model_name = _resolve_model(model, device, dict(model_options or {}))
     video, name = _open_checked(source, **selection)
@@ -466,10 +464,7 @@ def estimate_flow(
         MissingFileError / InputFileError: unreadable sources, frames of different sizes, fewer than 2 frames.
         InvalidArgumentError: unknown model or format, bad batch, a folder holding another configuration.
     """
-    from .registry import resolve_device
-
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InvalidArgumentError(f"batch must be an int >= 1, got {batch!r}")
+    check_int(batch, "batch", minimum=1)
     formats = tuple(formats)
     for fmt in formats:
         check_choice(fmt, "formats", FORMATS)

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_path, atomic_write_bytes
-from .checks import check_shape, require
-from .errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.atomic import atomic_path, atomic_write_bytes
+from motion4d.checks import check_shape, require
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 
 FLO_MAGIC = 202021.25
 FLO_UNKNOWN_THRESHOLD = 1e9

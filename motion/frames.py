@@ -16,7 +16,7 @@ constant-frame-rate videos; pass ``seek=False`` to decode from the first frame a
 exact for any video). The OpenCV backend always decodes from the first frame and counts.
 
 Damaged files. A decoding error part-way through (a truncated or corrupt file) raises
-:class:`~motion.errors.InputFileError` naming the path and the index of the first frame that could
+:class:`~motion4d.errors.InputFileError` naming the path and the index of the first frame that could
 not be read (``on_error="raise"``, the default). With ``on_error="warn"`` the readable prefix is
 returned and a ``RuntimeWarning`` says where reading stopped.
 """
@@ -39,8 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_choice, check_file, check_shape, require
-from .errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_file, check_int, check_shape, require
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
+
 from .image_io import IMAGE_EXTENSIONS, read_image
 
 DEFAULT_IMAGE_FPS = 30.0
@@ -420,14 +421,6 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # The public reader
 
 
-def _check_index(value: Any, name: str, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        accepted = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise InvalidArgumentError(f"{name} must be {accepted}, got {value!r}")
-
-
 class VideoSource:
     """Iterable over the :class:`Frame` objects of a source; create it with :func:`open_video`.
 
@@ -608,10 +601,10 @@ def open_video(
             folder, unreadable image, frames of different sizes in a folder).
         InvalidArgumentError: bad ranges (stride < 1, start < 0, stop <= start, start past the end).
     """
-    _check_index(start, "start", 0)
-    _check_index(stride, "stride", 1)
-    _check_index(stop, "stop", 0, allow_none=True)
-    _check_index(max_frames, "max_frames", 1, allow_none=True)
+    check_int(start, "start", minimum=0)
+    check_int(stride, "stride", minimum=1)
+    check_int(stop, "stop", minimum=0, allow_none=True)
+    check_int(max_frames, "max_frames", minimum=1, allow_none=True)
     if stop is not None and stop <= start:
         raise InvalidArgumentError(f"stop must be greater than start, got start={start}, stop={stop}")
     check_choice(backend, "backend", VIDEO_BACKENDS)
@@ -683,8 +676,7 @@ def compute_pads(height: int, width: int, multiple: int = 8, mode: str = "sintel
     as in the official RAFT-family evaluation code.
     """
     check_choice(mode, "mode", PAD_MODES)
-    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
-        raise InvalidArgumentError(f"multiple must be an int >= 1, got {multiple!r}")
+    check_int(multiple, "multiple", minimum=1)
     if height < 1 or width < 1:
         raise ShapeError(f"cannot pad an empty image of size {height}x{width} (HxW)")
     pad_h = -height % multiple

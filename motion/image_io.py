@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .checks import check_dtype, check_file
-from .errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_write_bytes
+from motion4d.checks import check_dtype, check_file
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 

@@ -35,8 +35,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from .checks import check_choice, check_finite, check_floating, check_shape
-from .errors import ShapeError
+from motion4d.checks import check_choice, check_finite, check_floating, check_shape
+from motion4d.errors import ShapeError
 
 __all__ = [
     "endpoint_error",

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputFileError, InvalidArgumentError, MissingDependencyError, MissingFileError
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingDependencyError, MissingFileError
 
 __all__ = ["middlebury_frames", "list_middlebury", "middlebury_dir", "photograph", "list_photographs"]
 

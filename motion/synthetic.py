@@ -37,8 +37,9 @@ import cv2
 import numpy as np
 import torch
 
-from .checks import check_finite, check_positive, check_shape
-from .errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_finite, check_int, check_positive, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.imaging import frames_to_tensor
 
 __all__ = [
     "LayerMotion",
@@ -305,7 +306,7 @@ class SyntheticSequence:
 
     def frames_tensor(self) -> torch.Tensor:
         """Model input ``float32 [1, T, 3, H, W]`` in [0, 1]."""
-        return torch.from_numpy(self.frames).permute(0, 3, 1, 2)[None].float().div_(255.0)
+        return frames_to_tensor(self.frames)[None]
 
     def flow(self, source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact flow between any two frames (not only consecutive ones).
@@ -494,8 +495,7 @@ def _finish(layers: list[_Layer], num_frames: int, height: int, width: int, rng:
 def _check_common(T: int, height: int, width: int, brightness_change: float, local_light: float | bool,
                   noise: float, num_tracks: int) -> float:
     for name, value, low in (("T", T, 2), ("height", height, 8), ("width", width, 8), ("num_tracks", num_tracks, 0)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(value, name, minimum=low)
     if not np.isfinite(brightness_change) or brightness_change <= -1.0:
         raise InvalidArgumentError(f"brightness_change must be a finite number > -1, got {brightness_change!r}")
     light = 0.3 if local_light is True else float(local_light or 0.0)
@@ -566,8 +566,7 @@ def make_sequence(
         A :class:`SyntheticSequence` with exact flow, occlusions, layer ids and tracks.
     """
     light = _check_common(T, height, width, brightness_change, local_light, noise, num_tracks)
-    if not isinstance(num_layers, (int, np.integer)) or num_layers < 0:
-        raise InvalidArgumentError(f"num_layers must be an integer >= 0, got {num_layers!r}")
+    check_int(num_layers, "num_layers", minimum=0)
     for name, value in (("max_speed", max_speed), ("max_rotation", max_rotation),
                         ("max_scale_change", max_scale_change)):
         check_positive(value, name, allow_zero=True)

@@ -21,7 +21,7 @@ json        .json      ``{"format": "motion4d-tracks", "image_size", "frame_indi
 Normalised TAP-Vid coordinates use raster convention: ``x_norm = (x + 0.5) / W`` (motion4d puts
 pixel centres at integers, TAP-Vid at half-integers of the [0, W] range).
 
-Every writer is atomic; every reader raises :class:`~motion.errors.InputFileError` on malformed files.
+Every writer is atomic; every reader raises :class:`~motion4d.errors.InputFileError` on malformed files.
 """
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
-from .checks import check_choice, check_file, require
-from .errors import InputFileError, InvalidArgumentError
+from motion4d.atomic import atomic_path, atomic_write_text
+from motion4d.checks import check_choice, check_file, require
+from motion4d.errors import InputFileError, InvalidArgumentError
+
 from .tracks import Tracks
 
 TRACK_FORMATS = ("csv", "parquet", "cotracker", "tapvid", "mot", "json")

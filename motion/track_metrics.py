@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_choice, check_shape
-from .errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_shape
+from motion4d.errors import InvalidArgumentError
 
 THRESHOLDS = (1, 2, 4, 8, 16)
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checks import check_finite, check_shape
-from .errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_finite, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 
 @dataclass

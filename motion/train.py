@@ -49,9 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import atomic_path, atomic_write_text
-from .checks import check_positive
-from .errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path, atomic_write_text
+from motion4d.checks import check_positive
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+
 from .models.base import FlowOutput
 from .models.blocks import sequence_loss
 

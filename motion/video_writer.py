@@ -18,8 +18,6 @@ need even widths / heights; such frames are padded by repeating their last colum
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -28,9 +26,9 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
-from .checks import check_choice, check_dtype, check_shape
-from .errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path
+from motion4d.checks import check_choice, check_dtype, check_float, check_int, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 WRITER_BACKENDS = ("auto", "pyav", "opencv")
 # Default PyAV codec per container, then the fallback when the first is not compiled in.
@@ -96,8 +94,7 @@ class VideoWriter:
         ext = self.path.suffix.lower()
         if ext not in _PYAV_CODECS:
             raise InvalidArgumentError(f"path: {self.path} has extension {ext!r}, expected one of {list(_PYAV_CODECS)}")
-        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
-            raise InvalidArgumentError(f"fps must be a positive number, got {fps!r}")
+        check_float(fps, "fps", minimum=0.0)
         check_choice(backend, "backend", WRITER_BACKENDS)
         if backend == "auto":
             try:
@@ -126,8 +123,7 @@ class VideoWriter:
             self._subsampling = _chroma_subsampling(pixel_format)
             if codec in _CRF_CODECS:
                 low, high = _CRF_CODECS[codec]
-                if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not low <= crf <= high:
-                    raise InvalidArgumentError(f"crf for {codec} must be an int in {low}..{high}, got {crf!r}")
+                check_int(crf, f"crf for {codec}", minimum=low, maximum=high)
         else:
             if pixel_format != "yuv420p":
                 raise InvalidArgumentError(

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from .checks import check_dtype, check_positive, check_shape
-from .errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_dtype, check_int, check_positive, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
     "make_color_wheel",
@@ -172,8 +172,7 @@ def color_wheel_legend(size: int = 151, max_radius: float | None = None, backgro
 
     With ``max_radius`` the image is captioned with the radius in pixels.
     """
-    if not isinstance(size, (int, np.integer)) or size < 16:
-        raise InvalidArgumentError(f"size must be an integer >= 16, got {size!r}")
+    check_int(size, "size", minimum=16)
     c = (size - 1) / 2.0
     r = c - 1.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -222,8 +221,7 @@ def flow_arrows(image: Any, flow: Any, step: int = 16, scale: float = 1.0, color
     if f.ndim != 3:
         raise ShapeError(f"flow must be a single field [2, H, W] or [H, W, 2], got {list(f.shape)}")
     h, w = f.shape[-2:]
-    if not isinstance(step, (int, np.integer)) or step < 1:
-        raise InvalidArgumentError(f"step must be an integer >= 1, got {step!r}")
+    check_int(step, "step", minimum=1)
     check_positive(scale, "scale")
     canvas = flow_to_color(f) if image is None else _as_rgb8(image, "image")
     if canvas.shape[:2] != (h, w):

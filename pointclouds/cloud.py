@@ -27,9 +27,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from motion.atomic import atomic_path
-from motion.checks import check_file, check_finite, check_positive, check_shape, require
-from motion.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path
+from motion4d.checks import check_file, check_finite, check_positive, check_shape, require
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 ArrayLike = Any  # np.ndarray | torch.Tensor
 

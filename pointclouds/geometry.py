@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from motion.checks import check_choice, check_finite, check_positive, check_shape, require
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_finite, check_positive, check_shape, require
+from motion4d.errors import InvalidArgumentError
 
 DYNAMIC_THRESHOLD = 0.05  # metres per sweep (AV2)
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion.checks import check_choice, check_finite, check_shape
-from motion.errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 METRIC_KEYS = ("epe3d", "acc_strict", "acc_relax", "outliers", "angle")
 ANGLE_MODES = ("3d", "spacetime")

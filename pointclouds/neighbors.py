@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from motion.checks import check_choice, check_finite, check_floating, check_shape
-from motion.errors import BackendUnavailableError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_floating, check_int, check_shape
+from motion4d.errors import BackendUnavailableError, InvalidArgumentError, ShapeError
 
 BACKENDS = ("auto", "kdtree", "open3d", "scipy", "torch")
 MAX_PAIRS_PER_CHUNK = 1 << 24  # 16.8 M distances (64 MB in float32) per brute-force chunk
@@ -259,8 +259,7 @@ def knn(
         broken differently by different back-ends (distances agree, indices may differ).
     """
     q, r, ql, rl, batched = _prepare(query, ref, query_lengths, ref_lengths)
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+    check_int(k, "k", minimum=1)
     min_ref = int(rl.min())
     if k > min_ref:
         raise InvalidArgumentError(f"k={k} exceeds the number of ref points ({min_ref})")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion.checks import check_positive
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_positive
+from motion4d.errors import InvalidArgumentError
 
 from .data.sample import SceneFlowSample
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 
 from .gaussians import covariance_3d
 

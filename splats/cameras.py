@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
-from motion.atomic import atomic_write_text
-from motion.checks import check_file, check_finite, check_floating, check_positive, check_shape
-from motion.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_write_text
+from motion4d.checks import check_file, check_finite, check_floating, check_positive, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 # OpenGL / Blender camera axes (x right, y up, z backwards) -> OpenCV: flip the y and z camera axes.
 GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))

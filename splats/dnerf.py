@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion.checks import check_choice, check_file, check_shape
-from motion.errors import InputFileError, MissingFileError, ShapeError
+from motion4d.checks import check_choice, check_file, check_shape
+from motion4d.errors import InputFileError, MissingFileError, ShapeError
 
 from .cameras import Cameras, read_transforms_json, write_transforms_json
 
@@ -85,7 +85,7 @@ def write_dnerf(folder: str | os.PathLike, split: str, frames: np.ndarray, camer
     ``transforms_<split>.json``."""
     import cv2
 
-    from motion.atomic import atomic_path
+    from motion4d.atomic import atomic_path
 
     check_choice(split, "split", SPLITS)
     check_shape(frames, "frames", ("M", cameras.height, cameras.width, 3))

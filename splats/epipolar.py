@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from kornia.geometry.epipolar import sampson_epipolar_distance
 from kornia.morphology import opening
 
-from motion.checks import check_finite, check_positive, check_shape
+from motion4d.checks import check_finite, check_positive, check_shape
 
 
 def pixel_grid(height: int, width: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from motion.atomic import atomic_path, atomic_write_text
-from motion.checks import check_finite, check_positive, check_shape
-from motion.errors import CheckpointError, InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path, atomic_write_text
+from motion4d.checks import check_finite, check_positive, check_shape
+from motion4d.device import resolve_device
+from motion4d.errors import CheckpointError, InputFileError, InvalidArgumentError, ShapeError
+from motion4d.imaging import frames_to_tensor
 
 from .cameras import Cameras, write_transforms_json
 from .densify import Densifier, DensifyConfig
@@ -167,25 +169,12 @@ class TimeNormalizer:
         return self.scale
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = F.mse_loss(a.float().clamp(0, 1), b.float().clamp(0, 1)).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
-
-
 def _as_float_frames(frames: Any) -> torch.Tensor:
     """``[M, H, W, 3]`` uint8 / float array -> float tensor in [0, 1]."""
-    if isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(np.ascontiguousarray(frames))
-    if not isinstance(frames, torch.Tensor):
-        raise ShapeError(f"frames must be a numpy array or torch tensor [M, H, W, 3], got {type(frames).__name__}")
-    check_shape(frames, "frames", ("M", "H", "W", 3))
-    if frames.dtype == torch.uint8:
-        return frames.float() / 255.0
-    if not frames.is_floating_point():
-        raise ShapeError(f"frames must be uint8 or float, got {frames.dtype}")
-    check_finite(frames, "frames")
-    return frames.float()
+    tensor = frames_to_tensor(frames, channels_first=False)
+    check_shape(tensor, "frames", ("M", "H", "W", 3))
+    check_finite(tensor, "frames")
+    return tensor
 
 
 class GaussianFlow:
@@ -361,7 +350,7 @@ class GaussianFlow:
         times_t = torch.as_tensor(np.asarray(times, dtype=np.float64)).float()
         check_shape(times_t, "times", (m,))
         check_finite(times_t, "times")
-        device = _resolve_device(cfg.device)
+        device = resolve_device(cfg.device, "GaussianFlowConfig.device")
         cameras = cameras.to("cpu", torch.float32)
         gen = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -559,7 +548,7 @@ class GaussianFlow:
         if asdict(saved) != asdict(self.config):
             changed = sorted(k for k, v in asdict(self.config).items() if asdict(saved)[k] != v)
             raise CheckpointError(f"{path}: the checkpoint was made with a different config ({changed})")
-        device = _resolve_device(self.config.device)
+        device = resolve_device(self.config.device, "GaussianFlowConfig.device")
         self.params = {k: torch.nn.Parameter(v.clone().to(device)) for k, v in state["params"].items()}
         self.time_norm = TimeNormalizer(**state["time_norm"])
         self.step = int(state["step"])
@@ -668,17 +657,6 @@ class GaussianFlow:
         model.time_norm = TimeNormalizer(**manifest["time_norm"])
         model.scene_scale = float(manifest["scene_scale"])
         return model
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from motion.errors import BackendUnavailableError
-
-        raise BackendUnavailableError(f"GaussianFlowConfig.device={name!r} but CUDA is not available")
-    return device
 
 
 def _scene_center(cameras: Cameras) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion.atomic import atomic_path
-from motion.checks import check_file, check_finite, check_floating, check_shape
-from motion.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path
+from motion4d.checks import check_file, check_finite, check_floating, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 SH_C0 = 0.28209479177387814  # Y_0^0, the constant band of the real spherical harmonics
 

@@ -44,9 +44,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion.atomic import atomic_write_bytes
-from motion.checks import check_choice, check_positive
-from motion.errors import CheckpointError, InvalidArgumentError
+from motion4d.atomic import atomic_write_bytes
+from motion4d.checks import check_choice, check_positive
+from motion4d.device import resolve_device
+from motion4d.errors import CheckpointError, InvalidArgumentError
+from motion4d.imaging import psnr
 
 from . import epipolar
 from .gflow_init import density_footprint, edge_probability, masked_probability, pixel_gaussians, sample_pixels
@@ -195,11 +197,6 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, steps: int
         group["lr"] = base * (1.0 - (1.0 - final) * min(step, steps) / max(steps, 1))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a - b).pow(2).mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
 # ---------------------------------------------------------------------------------------------
 # the optimiser
 
@@ -241,10 +238,8 @@ class GFlow:
             Motion4DError subclasses for bad inputs (frame / depth / flow count or size mismatch,
             non-finite depth, a video of one frame, unreadable files) and foreign checkpoints.
         """
-        from motion.registry import resolve_device
-
         cfg = self.config
-        device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device, "GFlowConfig.device")
         frames_u8, priors = load_priors(frames, depth, flow, intrinsics, flow_model=cfg.flow_model,
                                         default_fov_degrees=cfg.default_fov_degrees, device=str(device))
         run = _Run(cfg, priors, device)

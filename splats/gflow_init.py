@@ -16,8 +16,8 @@ import torch
 from kornia.color import rgb_to_grayscale
 from kornia.filters import sobel
 
-from motion.checks import check_shape
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_shape
+from motion4d.errors import InvalidArgumentError
 
 from .epipolar import sample_bilinear
 

@@ -27,8 +27,9 @@ import cv2
 import numpy as np
 import torch
 
-from motion.checks import check_finite, check_shape
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.checks import check_finite, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.imaging import frames_to_tensor
 
 DEPTH_EXTENSIONS = (".npy", ".png")
 FLOW_EXTENSIONS = (".flo", ".png", ".npz", ".npy", ".pfm", ".flo5")
@@ -279,6 +280,6 @@ def load_priors(frames: Any, depth: Any, flow: Any, intrinsics: Any, *, flow_mod
     unit = float(np.median(valid0))
     forward, backward = load_flow(flow, frames, model=flow_model, device=device)
     k = load_intrinsics(intrinsics, h, w, default_fov_degrees)
-    images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    images = frames_to_tensor(frames)
     return frames, Priors(images, torch.from_numpy(depth_np / unit), unit, forward, backward, k)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from kornia.metrics import ssim
 
-from motion.checks import check_choice
+from motion4d.checks import check_choice
 
 from .epipolar import sample_bilinear
 

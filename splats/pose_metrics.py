@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from motion.checks import check_finite, check_shape
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_finite, check_shape
+from motion4d.errors import InvalidArgumentError
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from motion.checks import check_choice, check_finite, check_positive, check_shape
-from motion.errors import BackendUnavailableError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_positive, check_shape
+from motion4d.errors import BackendUnavailableError, InvalidArgumentError, ShapeError
 
 from . import _raster_torch
 from .cameras import Cameras

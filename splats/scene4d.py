@@ -20,7 +20,6 @@ label of every Gaussian).
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from motion.checks import check_file, check_shape
-from motion.errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from motion4d.checks import check_file, check_int, check_shape
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.imaging import frames_to_tensor, psnr
 
 from .cameras import Cameras, write_colmap_text, write_tum
 from .gaussians import Gaussians, write_ply
@@ -132,9 +132,7 @@ class Scene4D:
         return len(self.moving)
 
     def _check_t(self, t: int) -> int:
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < self.num_frames:
-            raise InvalidArgumentError(f"frame index must be an int in [0, {self.num_frames - 1}], got {t!r}")
-        return int(t)
+        return check_int(t, "frame index", minimum=0, maximum=self.num_frames - 1)
 
     def gaussians_at(self, t: int) -> Gaussians:
         """The Gaussians of frame ``t``."""
@@ -303,12 +301,7 @@ class Scene4D:
         if frames is None:
             raise InvalidArgumentError("no frames to compare with: pass frames (uint8 [T, H, W, 3])")
         check_shape(frames, "frames", (self.num_frames, self.height, self.width, 3))
-        out = []
-        for t in range(self.num_frames):
-            target = torch.from_numpy(frames[t]).float() / 255.0
-            mse = float((self.render(t) - target).pow(2).mean())
-            out.append(10 * math.log10(1.0 / max(mse, 1e-12)))
-        return out
+        return [psnr(self.render(t), frames_to_tensor(frames[t], channels_first=False)) for t in range(self.num_frames)]
 
     # ------------------------------------------------------------------ files
     def write_tum(self, path: str | os.PathLike) -> Path:

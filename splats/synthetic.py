@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from motion.checks import check_positive, check_shape
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_positive, check_shape
+from motion4d.errors import InvalidArgumentError
 
 from .cameras import Cameras, look_at
 from .gaussians import Gaussians, quat_to_rotmat

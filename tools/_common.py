@@ -5,7 +5,7 @@ import argparse
 import ast
 from typing import Any
 
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 
 
 def parse_resize(text: str | None) -> Any:

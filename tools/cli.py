@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from motion.errors import Motion4DError
+from motion4d.errors import Motion4DError
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from motion.atomic import atomic_write_text
-from motion.errors import MissingDependencyError
+from motion4d.atomic import atomic_write_text
+from motion4d.errors import MissingDependencyError
 
 FLOW_MODELS = ("dis", "farneback", "reynolds")
 
@@ -98,7 +98,14 @@ def track_clip(out: Path, seq: Any, spacing: int) -> dict[str, float]:
 
 def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any) -> Path:
     """Side-by-side panels: input, true flow, each model's flow, tracks; with a colour-wheel legend."""
-    from motion.visualize import color_wheel_legend, flow_max_radius, flow_to_color, overlay_tracks, save_png, side_by_side
+    from motion.visualize import (
+        color_wheel_legend,
+        flow_max_radius,
+        flow_to_color,
+        overlay_tracks,
+        save_png,
+        side_by_side,
+    )
 
     radius = flow_max_radius(seq.flow_forward[:1])
     t = 0

@@ -37,8 +37,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.errors import InvalidArgumentError
     from motion.models.reynolds import ReynoldsEncoder, encode_video
+    from motion4d.errors import InvalidArgumentError
 
     try:
         bounds = tuple(float(b) for b in args.bounds.split(","))

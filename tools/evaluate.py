@@ -29,12 +29,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from motion.atomic import atomic_write_text
-from motion.checks import check_choice
-from motion.errors import InvalidArgumentError
 from motion.metrics import FlowMetricsAccumulator
 from motion.models.base import FlowModel
-from tools.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, frames_to_tensor, parse_protocol
+from motion4d.atomic import atomic_write_text
+from motion4d.checks import check_choice
+from motion4d.errors import InvalidArgumentError
+from motion4d.imaging import frames_to_tensor
+from tools.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, parse_protocol
 
 RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "eval_config.json"
@@ -359,7 +360,7 @@ def _predict_unit(model: FlowModel, dataset, protocol: Protocol, unit: Unit,
     """Yield ``(key, sample, pair index, prediction [2, H, W])`` for the pairs of ``unit``."""
     if isinstance(protocol, ClipProtocol):
         sample = dataset[unit.index]
-        pred = protocol.predict(model, frames_to_tensor(sample.frames, device))[0]
+        pred = protocol.predict(model, frames_to_tensor(sample.frames, device=device)[None])[0]
         yield unit.keys[0], sample, sample.target, pred
         return
     assert isinstance(protocol, SequenceProtocol)
@@ -470,7 +471,7 @@ def evaluate(
     ``multiview_root``, ``directions``, ``camera``, ``pictures``, ``overwrite``, ``progress``).
     """
     import motion
-    from motion.registry import resolve_device
+    from motion4d.device import resolve_device
 
     device = resolve_device(device)
     if isinstance(model, str):

@@ -40,8 +40,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_queries(path: str) -> np.ndarray:
-    from motion.checks import check_file
-    from motion.errors import InputFileError
+    from motion4d.checks import check_file
+    from motion4d.errors import InputFileError
 
     file = check_file(path, "--queries")
     try:
@@ -69,10 +69,10 @@ def _is_number(text: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.atomic import atomic_write_text
     from motion.image_io import read_image
     from motion.track_io import EXTENSIONS
     from motion.tracks import ChainOptions, mask_queries, track_points, write_tracks_video
+    from motion4d.atomic import atomic_write_text
 
     exports = parse_list(args.export, "--export", EXPORTS)
     out = Path(args.out)

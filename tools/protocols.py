@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion.checks import check_choice
-from motion.errors import InvalidArgumentError
 from motion.models.base import FlowModel
+from motion4d.checks import check_choice
+from motion4d.errors import InvalidArgumentError
 
 BENCHMARKS = ("sintel", "kitti", "things")
 CALLS = ("forward", "interior")
@@ -176,10 +176,3 @@ def parse_protocol(text: str, model_name: str, model: FlowModel, benchmark: str)
         call = parts[3] if len(parts) > 3 else "forward"
         return ClipProtocol(length, target, index, call=call, description="user-defined")
     raise InvalidArgumentError(f"--protocol must be auto, pairs, sequence or clip:T:TARGET[:INDEX[:CALL]], got {text!r}")
-
-
-def frames_to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``uint8 [T, H, W, 3]`` -> ``float32 [1, T, 3, H, W]`` in [0, 1] on ``device``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    return (tensor.permute(0, 3, 1, 2).float() / 255.0)[None]
-

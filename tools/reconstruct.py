@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from motion.atomic import atomic_path, atomic_write_text
-from motion.errors import InvalidArgumentError
+from motion4d.atomic import atomic_path, atomic_write_text
+from motion4d.errors import InvalidArgumentError
 
 # method name -> "module:function"; each function is run(args, out_dir) -> summary dict
 METHODS: dict[str, str] = {
@@ -129,10 +129,10 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
 
 def run_gaussian_flow(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     import cv2
-    import torch
 
+    from motion4d.imaging import frames_to_tensor, psnr
     from splats.dnerf import read_dnerf
-    from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig, psnr
+    from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig
 
     background = _parse_background(args.background)
     train = read_dnerf(args.data, args.split, background=background, downscale=args.downscale)
@@ -157,7 +157,7 @@ def run_gaussian_flow(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]
         if eval_json.exists() and args.eval_split != args.split else train
     preds = np.stack([(model.render(float(t), scored.cameras[i]).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
                       for i, t in enumerate(scored.times)])
-    scores = [psnr(torch.from_numpy(p).float() / 255, torch.from_numpy(g).float() / 255)
+    scores = [psnr(frames_to_tensor(p), frames_to_tensor(g))
               for p, g in zip(preds, scored.frames)]
     summary[f"psnr_{'eval' if scored is not train else 'train'}"] = float(np.mean(scores))
     side = np.concatenate([scored.frames, preds], axis=2)  # ground truth | render

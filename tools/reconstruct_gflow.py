@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from motion.atomic import atomic_write_text
-from motion.errors import InvalidArgumentError
+from motion4d.atomic import atomic_write_text
+from motion4d.errors import InvalidArgumentError
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:

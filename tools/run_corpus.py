@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from motion.atomic import atomic_write_text
-from motion.errors import InvalidArgumentError, MissingFileError
+from motion4d.atomic import atomic_write_text
+from motion4d.errors import InvalidArgumentError, MissingFileError
 
 TASKS: dict[str, str] = {"flow": "tools.infer_video", "encode": "tools.encode", "track": "tools.export_tracks"}
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -239,8 +239,8 @@ def run_corpus(
     """Process this shard's videos of ``source`` (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    from motion.checks import check_choice
     from motion.distributed import check_shard, env_rank, shard_from_env, shard_items
+    from motion4d.checks import check_choice
 
     check_choice(engine, "engine", ENGINES)
     if task not in TASKS:
@@ -291,7 +291,7 @@ def _ray_process(row: dict[str, Any]) -> dict[str, Any]:
 def _run_ray(task: str, videos: list[Video], out: Path, options: list[str], device: str | None,
              shard: tuple[int, int], ray_options: dict[str, Any]) -> list[dict[str, Any]]:
     """Ray Data adapter: one row per video, mapped over a pool of workers (GPU workers when asked)."""
-    from motion.checks import require
+    from motion4d.checks import require
 
     ray = require("ray", "motion4d corpus --engine ray", extra=None)
     require("ray.data", "motion4d corpus --engine ray")

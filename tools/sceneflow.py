@@ -72,8 +72,8 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 def _load_flow(path: str, n: int) -> Any:
     import numpy as np
 
-    from motion.checks import check_file, check_finite, check_shape
-    from motion.errors import InputFileError
+    from motion4d.checks import check_file, check_finite, check_shape
+    from motion4d.errors import InputFileError
 
     p = check_file(path, "--gt")
     try:
@@ -91,7 +91,7 @@ def _load_flow(path: str, n: int) -> Any:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    from motion.atomic import atomic_write_text
+    from motion4d.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -102,7 +102,7 @@ def _safe_name(name: str, index: int) -> str:
 
 
 def _open_dataset(args: argparse.Namespace) -> Any:
-    from motion.errors import InvalidArgumentError
+    from motion4d.errors import InvalidArgumentError
     from pointclouds import data
 
     num_points = args.num_points or None
@@ -155,7 +155,7 @@ def _markdown(method: str, dataset: str, summary: dict[str, Any]) -> str:
 def _run_pair(args: argparse.Namespace, out: Path) -> int:
     import numpy as np
 
-    from motion.errors import InvalidArgumentError
+    from motion4d.errors import InvalidArgumentError
     from pointclouds.cloud import read_cloud
     from pointclouds.methods import estimate_scene_flow
     from pointclouds.methods.visualize import render_flow_png, write_flow_ply
@@ -173,7 +173,7 @@ def _run_pair(args: argparse.Namespace, out: Path) -> int:
         options["progress"] = not args.no_progress
     result = estimate_scene_flow(source, target, method=args.method, **options)
     flow = result.numpy()
-    from motion.atomic import atomic_path
+    from motion4d.atomic import atomic_path
 
     with atomic_path(out / "flow.npy") as tmp:
         np.save(tmp, flow)
@@ -194,7 +194,7 @@ def _run_pair(args: argparse.Namespace, out: Path) -> int:
 def _run_dataset(args: argparse.Namespace, out: Path) -> int:
     import numpy as np
 
-    from motion.atomic import atomic_path
+    from motion4d.atomic import atomic_path
     from pointclouds.methods import estimate_scene_flow
     from pointclouds.methods.visualize import render_flow_png
     from pointclouds.metrics import SceneFlowMetricAccumulator, scene_flow_metrics
@@ -248,7 +248,7 @@ def _run_dataset(args: argparse.Namespace, out: Path) -> int:
         "point_pooled": accumulator.compute(pooled=True),
     }
     _write_json(out / "metrics.json", summary)
-    from motion.atomic import atomic_write_text
+    from motion4d.atomic import atomic_write_text
 
     atomic_write_text(out / "metrics.md", _markdown(args.method, args.dataset, summary))
     m = summary["scene_averaged"]
@@ -263,7 +263,7 @@ def _run_dataset(args: argparse.Namespace, out: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from motion.errors import InvalidArgumentError
+    from motion4d.errors import InvalidArgumentError
 
     if args.threads is not None:
         if args.threads < 1:

@@ -22,11 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from motion.atomic import atomic_write_text
-from motion.checks import check_choice
-from motion.errors import InputFileError
 from motion.models.base import FlowModel
-from tools.protocols import ClipProtocol, frames_to_tensor, parse_protocol
+from motion4d.atomic import atomic_write_text
+from motion4d.checks import check_choice
+from motion4d.errors import InputFileError
+from motion4d.imaging import frames_to_tensor
+from tools.protocols import ClipProtocol, parse_protocol
 
 KITTI_MAX_FLOW = 512.0 - 1.0 / 64  # the 16-bit PNG encoding's range
 
@@ -89,7 +90,7 @@ def write_submission(
     """Predict every test pair of ``dataset`` and write the official tree under ``out_dir``."""
     from tqdm.auto import tqdm
 
-    from motion.registry import resolve_device
+    from motion4d.device import resolve_device
 
     check_choice(dataset, "dataset", ("sintel", "kitti"))
     device = resolve_device(device)
@@ -113,7 +114,7 @@ def write_submission(
                     if path.is_file():
                         skipped += 1
                         continue
-                    flow = chosen.predict(model, frames_to_tensor(sample.frames, device))[0]
+                    flow = chosen.predict(model, frames_to_tensor(sample.frames, device=device)[None])[0]
                     clipped += _write(path, flow, dataset)
                     computed += 1
             else:

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 import motion.train as motion_train
-from motion.errors import InvalidArgumentError
 from motion.train import AugmentConfig, ClipDataset, TrainResult
+from motion4d.errors import InvalidArgumentError
 
 #: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes below).
 #: ``amp``: False where the official recipe trains in fp32, "auto" (on CUDA) where it uses AMP.

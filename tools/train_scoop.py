@@ -44,7 +44,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset(args: argparse.Namespace):  # noqa: ANN202
-    from motion.errors import InvalidArgumentError
+    from motion4d.errors import InvalidArgumentError
     from pointclouds import data
     from pointclouds.methods.scoop_train import SyntheticPairs
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from motion.errors import Motion4DError
+    from motion4d.errors import Motion4DError
 
     parser = argparse.ArgumentParser(prog="python -m tools.train_scoop", description="train SCOOP (self-supervised)")
     build_parser(parser)

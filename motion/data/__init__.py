@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
+
 from .base import (
     BOUNDARY_MODES,
     FlowDataset,

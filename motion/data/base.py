@@ -31,8 +31,10 @@ import cv2
 import numpy as np
 import torch
 
-from ..checks import check_choice
-from ..errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.checks import check_choice, check_int
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.imaging import frames_to_tensor
+
 from ..flow_io import read_flow
 from ..image_io import read_image
 
@@ -138,7 +140,7 @@ class FlowSample:
             ``sequence`` (str) and ``frame_ids`` int64 ``[T]``.
         """
         out: dict[str, Any] = {
-            "frames": torch.from_numpy(np.ascontiguousarray(self.frames)).permute(0, 3, 1, 2).float() / 255.0,
+            "frames": frames_to_tensor(self.frames),
             "flow": torch.from_numpy(np.ascontiguousarray(self.flow)).permute(0, 3, 1, 2).contiguous(),
             "valid": torch.from_numpy(np.ascontiguousarray(self.valid)),
             "has_flow": torch.from_numpy(np.ascontiguousarray(self.has_flow)),
@@ -257,14 +259,10 @@ class FlowDataset(torch.utils.data.Dataset):
         sequences: Iterable[str] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(clip_length, bool) or not isinstance(clip_length, int) or clip_length < 2:
-            raise InvalidArgumentError(f"clip_length must be an integer >= 2, got {clip_length!r}")
+        check_int(clip_length, "clip_length", minimum=2)
         if target is None:
             target = (clip_length - 1) // 2
-        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= clip_length - 2:
-            raise InvalidArgumentError(
-                f"target must be an integer in [0, {clip_length - 2}] for clip_length {clip_length}, got {target!r}"
-            )
+        check_int(target, f"target (for clip_length {clip_length})", minimum=0, maximum=clip_length - 2)
         check_choice(boundary, "boundary", BOUNDARY_MODES)
         self.root = Path(root)
         self.clip_length = clip_length
@@ -345,8 +343,7 @@ class FlowDataset(torch.utils.data.Dataset):
         return len(self._index)
 
     def __getitem__(self, index: int) -> FlowSample:
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise InvalidArgumentError(f"{self.name}: sample index must be an integer, got {type(index).__name__}")
+        check_int(index, f"{self.name}: sample index")
         n = len(self._index)
         if not -n <= index < n:
             raise SampleIndexError(f"{self.name}: sample index {index} out of range for {n} samples")

@@ -5,8 +5,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..checks import check_choice
-from ..errors import InputFileError, MissingFileError
+from motion4d.checks import check_choice
+from motion4d.errors import InputFileError, MissingFileError
+
 from .base import FlowDataset, PairFiles, SequenceRecord, numbered_files, require_files
 
 CHAIRS_LAYOUT = """\

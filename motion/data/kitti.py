@@ -5,8 +5,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..checks import check_choice
-from ..errors import MissingFileError
+from motion4d.checks import check_choice
+from motion4d.errors import MissingFileError
+
 from .base import FlowDataset, PairFiles, SequenceRecord, require_dir
 
 KITTI_LAYOUT = """\

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InvalidArgumentError, ShapeError
+from motion4d.errors import InvalidArgumentError, ShapeError
+
 from .base import FlowDataset, FlowSample
 
 # component name -> (reader name in motion.data.DATASETS, reader options)

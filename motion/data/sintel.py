@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..checks import check_choice
+from motion4d.checks import check_choice
+
 from .base import (
     FlowDataset,
     PairFiles,

@@ -5,8 +5,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..checks import check_choice
-from ..errors import InvalidArgumentError
+from motion4d.checks import check_choice
+from motion4d.errors import InvalidArgumentError
+
 from .base import (
     FlowDataset,
     PairFiles,

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..checks import check_floating, check_shape
-from ..errors import ShapeError
+from motion4d.checks import check_floating, check_shape
+from motion4d.errors import ShapeError
 
 
 @dataclass

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_choice
+from motion4d.checks import check_choice
+
 from .gma import GMAAggregate, GMAAttention, GMAKeys, RelativePositionEmbedding  # noqa: F401 (re-exported)
 from .sk import MOTION_KERNELS, UPDATER_KERNELS, SKBlock  # noqa: F401 (re-exported)
 from .twins import TwinsEncoder  # noqa: F401 (re-exported)

@@ -12,7 +12,7 @@ Accepted sources (all loaded strictly by default):
   downloaded once from ptlflow's release assets into the torch hub cache
   (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
 
-Any mismatch raises :class:`~motion.errors.CheckpointError` with a report of the missing,
+Any mismatch raises :class:`~motion4d.errors.CheckpointError` with a report of the missing,
 unexpected and mis-shaped keys.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..errors import CheckpointError, MissingFileError
+from motion4d.atomic import atomic_path
+from motion4d.errors import CheckpointError, MissingFileError
 
 KeyMap = Callable[[str], "str | None"]
 

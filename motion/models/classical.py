@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_choice, check_positive
-from ..errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_positive
+from motion4d.errors import InvalidArgumentError
+
 from ..registry import register
 from .base import FlowModel, FlowOutput
 

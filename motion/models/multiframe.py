@@ -5,19 +5,13 @@ from typing import Any
 
 import torch
 
-from ..checks import check_shape
-from ..errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 CORR_LEVELS = 4
 CORR_RADIUS = 4
 CORR_MODES = ("all_pairs", "on_the_fly")
 ATTENTION_MODES = ("auto", "dense", "fused")
-
-
-def check_count(value: Any, name: str, minimum: int = 1) -> None:
-    """Raise InvalidArgumentError unless ``value`` is an int (not bool) >= ``minimum``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def as_batch_frame(frame: Any, name: str = "frame") -> torch.Tensor:

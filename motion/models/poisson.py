@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
-from ..checks import check_choice, check_shape
-from ..errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_shape
+from motion4d.errors import InvalidArgumentError
 
 # --------------------------------------------------------------------------------------------
 # DCT-II / its inverse along one dimension, in torch (Makhoul 1980: reorder, real FFT, twiddle)

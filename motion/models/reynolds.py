@@ -65,8 +65,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..checks import check_choice, check_finite, check_positive, check_shape
-from ..errors import InputFileError, InvalidArgumentError
+from motion4d.checks import check_choice, check_finite, check_int, check_positive, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError
+
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .poisson import solve_poisson_dct, solve_poisson_pcg
@@ -259,10 +260,8 @@ def _check_options(*, vo, solver, rhs, lighting, sigma, eps, coefficient_floor, 
     check_positive(sigma, "sigma", allow_zero=True)
     check_positive(eps, "eps")
     check_positive(coefficient_floor, "coefficient_floor")
-    if isinstance(lighting_window, bool) or not isinstance(lighting_window, int) or lighting_window < 3:
-        raise InvalidArgumentError(f"lighting_window must be an int >= 3, got {lighting_window!r}")
-    if isinstance(pcg_iterations, bool) or not isinstance(pcg_iterations, int) or pcg_iterations < 1:
-        raise InvalidArgumentError(f"pcg_iterations must be an int >= 1, got {pcg_iterations!r}")
+    check_int(lighting_window, "lighting_window", minimum=3)
+    check_int(pcg_iterations, "pcg_iterations", minimum=1)
 
 
 def _check_grey(grey: torch.Tensor, name: str) -> None:
@@ -636,17 +635,17 @@ def encode_video(
 
     from tqdm.auto import tqdm
 
-    from ..atomic import atomic_write_text
+    from motion4d.atomic import atomic_write_text
+    from motion4d.device import resolve_device
+
     from ..estimate import _checked_frames, _to_tensor, plan_windows
     from ..frames import open_video
     from ..image_io import write_image
-    from ..registry import resolve_device
     from ..video_writer import VideoWriter
 
     check_choice(encoding, "encoding", ("rgb", "hsv"))
     check_choice(hsv_term, "hsv_term", OUTPUTS)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InvalidArgumentError(f"batch must be an int >= 1, got {batch!r}")
+    check_int(batch, "batch", minimum=1)
     encoder = encoder or ReynoldsEncoder()
     encoder.reset()
     options = dict(reynolds_options or {})

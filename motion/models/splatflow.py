@@ -31,8 +31,9 @@ from typing import Any, ClassVar, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_finite
-from ..errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_int
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+
 from ..frames import InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
@@ -53,7 +54,6 @@ from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
     as_batch_frame,
-    check_count,
     correlation,
     fused_attention,
 )
@@ -105,8 +105,8 @@ class SplatFlowConfig:
     stage: str = "full"
 
     def validate(self) -> None:
-        check_count(self.iters, "iters")
-        check_count(self.train_iters, "train_iters")
+        check_int(self.iters, "iters", minimum=1)
+        check_int(self.train_iters, "train_iters", minimum=1)
         check_choice(self.carry, "carry", CARRY_MODES)
         check_choice(self.pad_mode, "pad_mode", PAD_MODES)
         check_choice(self.corr_mode, "corr_mode", CORR_MODES)

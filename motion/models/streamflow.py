@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_choice, check_finite
-from ..errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_int
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+
 from ..frames import InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
@@ -57,7 +58,6 @@ from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
     as_batch_frame,
-    check_count,
     correlation,
     fused_attention,
 )
@@ -101,9 +101,9 @@ class StreamFlowConfig:
     supervise: str = "all"
 
     def validate(self) -> None:
-        check_count(self.group_size, "group_size", minimum=2)
-        check_count(self.iters, "iters")
-        check_count(self.train_iters, "train_iters")
+        check_int(self.group_size, "group_size", minimum=2)
+        check_int(self.iters, "iters", minimum=1)
+        check_int(self.train_iters, "train_iters", minimum=1)
         check_choice(self.pad_mode, "pad_mode", PAD_MODES)
         check_choice(self.corr_mode, "corr_mode", CORR_MODES)
         check_choice(self.attention, "attention", ATTENTION_MODES)

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from motion.checks import check_finite
 from motion.models.base import FlowModel, FlowOutput
 from motion.registry import register
+from motion4d.checks import check_finite
 
 
 class TinyFlow(FlowModel):

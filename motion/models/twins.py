@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ShapeError
+from motion4d.errors import ShapeError
 
 # twins_svt_large: embed_dims (128, 256, 512, 1024), heads (4, 8, 16, 32), sr (8, 4, 2, 1), window 7.
 STAGE_DIMS = (128, 256)

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_choice, check_finite, check_shape
-from ..errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_int, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
+
 from ..frames import InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
@@ -108,12 +109,9 @@ class VideoFlowConfig:
         check_choice(self.attention, "attention", ATTENTION_MODES)
         check_choice(self.encoder, "encoder", ENCODERS)
         check_choice(self.mixed_precision, "mixed_precision", (True, False, "auto"))
-        for name in ("iters", "train_iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.window is not None and (not isinstance(self.window, int) or self.window < 3):
-            raise InvalidArgumentError(f"window must be an integer >= 3, got {self.window!r}")
+        check_int(self.iters, "iters", minimum=1)
+        check_int(self.train_iters, "train_iters", minimum=1)
+        check_int(self.window, "window", minimum=3, allow_none=True)
 
 
 @dataclass
@@ -342,8 +340,7 @@ class VideoFlow(FlowModel):
         """
         want_backward = self.config.backward if backward is None else backward
         size = window or self.frames_per_window
-        if not isinstance(size, int) or size < 3:
-            raise InvalidArgumentError(f"window must be an integer >= 3, got {size!r}")
+        check_int(size, "window", minimum=3)
         plan = _WindowPlan(size)
         for frame in frames:
             frame = self._as_batch_frame(frame, "frame")

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from ..checks import check_choice
-from ..errors import BackendUnavailableError, InvalidArgumentError
+from motion4d.checks import check_choice
+from motion4d.errors import BackendUnavailableError, InvalidArgumentError
 
 BACKENDS = ("auto", "torch", "cpp", "cuda")
 CSRC = Path(__file__).resolve().parent / "csrc"

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_choice, check_floating, check_shape
-from ..errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_floating, check_int, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
+
 from . import _backend, _reference
 
 MODES = ("all_pairs", "on_the_fly")
@@ -58,10 +59,8 @@ class CorrelationVolume:
     def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4, radius: int = 4,
                  mode: str = "all_pairs", backend: str = "auto") -> None:
         check_choice(mode, "mode", MODES)
-        if not isinstance(num_levels, int) or num_levels < 1:
-            raise InvalidArgumentError(f"num_levels must be an int >= 1, got {num_levels!r}")
-        if not isinstance(radius, int) or radius < 0:
-            raise InvalidArgumentError(f"radius must be an int >= 0, got {radius!r}")
+        check_int(num_levels, "num_levels", minimum=1)
+        check_int(radius, "radius", minimum=0)
         size = check_shape(fmap1, "fmap1", ("B", "D", "h", "w"))
         check_shape(fmap2, "fmap2", (size["B"], size["D"], "h2", "w2"))
         check_floating(fmap1, "fmap1")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_choice, check_floating, check_shape
-from ..errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_floating, check_shape
+from motion4d.errors import InvalidArgumentError
+
 from . import _backend, _reference
 
 MODES = ("sum", "average", "linear", "softmax")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from motion.checks import check_choice
-from motion.errors import InputFileError
+from motion4d.checks import check_choice
+from motion4d.errors import InputFileError
 
 from .sample import STANDARD_NUM_POINTS, SceneFlowDataset, SceneFlowSample, check_root, load_npz, points_array
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError
 
 from .sample import STANDARD_NUM_POINTS, SceneFlowDataset, SceneFlowSample, check_root, load_npz, points_array
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from motion.checks import check_choice
-from motion.errors import InputFileError
+from motion4d.checks import check_choice
+from motion4d.errors import InputFileError
 
 from .sample import (
     STANDARD_NUM_POINTS,

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from motion.checks import check_choice, check_finite, check_shape
-from motion.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.checks import check_choice, check_finite, check_shape
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 SAMPLING_MODES = ("random", "deterministic", "none")
 FEWER_POINTS = ("keep", "pad")
@@ -209,7 +209,7 @@ class SceneFlowDataset(abc.ABC):
 def check_root(root: str | os.PathLike, name: str) -> Path:
     p = Path(root)
     if not p.is_dir():
-        from motion.errors import MissingFileError
+        from motion4d.errors import MissingFileError
 
         raise MissingFileError(f"{name} root {p} is not an existing folder")
     return p

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from motion.checks import check_choice
+from motion4d.checks import check_choice
 
 from .common import SceneFlowOutput
 

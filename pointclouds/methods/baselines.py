@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from motion.checks import check_finite, check_shape
+from motion4d.checks import check_finite, check_float, check_int, check_shape
+from motion4d.device import resolve_device
 from pointclouds.neighbors import knn
 
-from .common import SceneFlowOutput, Timer, check_float, check_int, check_pair, resolve_device, split_options
+from .common import SceneFlowOutput, Timer, check_pair, split_options
 
 
 def zero_flow(source: Any, target: Any, *, device: Any = "cpu") -> SceneFlowOutput:

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from motion.checks import check_finite, check_shape
-from motion.errors import InvalidArgumentError, ShapeError
+from motion4d.checks import check_finite, check_shape
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 
 @dataclass
@@ -55,21 +55,6 @@ class SceneFlowOutput:
         return {"method": self.method, "time_s": self.time_s, "iterations": self.iterations, "loss": self.loss}
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidArgumentError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from motion.errors import BackendUnavailableError
-
-        raise BackendUnavailableError(f"device={device!r} requested but CUDA is not available")
-    return dev
-
-
 def as_points(x: Any, name: str, device: torch.device | str | None = None, min_points: int = 1) -> torch.Tensor:
     """Validate and convert a cloud to ``float32 [N, 3]`` on ``device``.
 
@@ -105,24 +90,6 @@ def check_pair(source: Any, target: Any, device: torch.device, min_points: int =
         as_points(source, "source", device, min_points),
         as_points(target, "target", device, min_points),
     )
-
-
-def check_int(value: Any, name: str, minimum: int = 0) -> int:
-    """An integer option ``>= minimum`` (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(value: Any, name: str, minimum: float = 0.0, strict: bool = True) -> float:
-    """A finite float option ``> minimum`` (or ``>=`` with ``strict=False``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    ok = np.isfinite(v) and (v > minimum if strict else v >= minimum)
-    if not ok:
-        raise InvalidArgumentError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
-    return v
 
 
 def split_options(options: dict[str, Any], allowed: set[str], method: str) -> None:

@@ -41,10 +41,11 @@ from typing import Any
 
 import torch
 
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_float, check_int
+from motion4d.errors import InvalidArgumentError
 from pointclouds.neighbors import knn
 
-from .common import as_points, check_float, check_int
+from .common import as_points
 
 MAX_VOXELS = 400_000_000
 SPLAT_PAIRS_PER_CHUNK = 1 << 22

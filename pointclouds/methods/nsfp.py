@@ -63,20 +63,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from motion.checks import check_choice
-from motion.errors import InvalidArgumentError
+from motion4d.checks import check_choice, check_float, check_int
+from motion4d.device import resolve_device
+from motion4d.errors import InvalidArgumentError
 from pointclouds.neighbors import chamfer_distance, knn
 
-from .common import (
-    SceneFlowOutput,
-    Timer,
-    as_points,
-    check_float,
-    check_int,
-    check_pair,
-    chunks,
-    resolve_device,
-)
+from .common import SceneFlowOutput, Timer, as_points, check_pair, chunks
 from .dt import DistanceGrid
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}

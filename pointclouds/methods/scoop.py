@@ -37,12 +37,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from motion.atomic import atomic_path
-from motion.checks import check_choice, check_file
-from motion.errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.atomic import atomic_path
+from motion4d.checks import check_choice, check_file, check_float, check_int
+from motion4d.device import resolve_device
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn
 
-from .common import SceneFlowOutput, Timer, check_float, check_int, check_pair, resolve_device, split_options
+from .common import SceneFlowOutput, Timer, check_pair, split_options
 
 CHECKPOINT_FORMAT = "motion4d.scoop"
 CHECKPOINT_VERSION = 1

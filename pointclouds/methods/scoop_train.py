@@ -20,12 +20,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from motion.atomic import atomic_write_text
-from motion.errors import CheckpointError, InvalidArgumentError
+from motion4d.atomic import atomic_write_text
+from motion4d.checks import check_float, check_int
+from motion4d.device import resolve_device
+from motion4d.errors import CheckpointError, InvalidArgumentError
 from pointclouds.data.sample import SceneFlowSample
 from pointclouds.metrics import scene_flow_metrics
 
-from .common import check_float, check_int, resolve_device
 from .scoop import SCOOP, LossConfig, load_scoop, save_scoop, training_loss, untrained_scoop
 
 

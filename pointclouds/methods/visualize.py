@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from motion.atomic import atomic_path
+from motion4d.atomic import atomic_path
 
 SOURCE_RGB = (0.86, 0.15, 0.15)
 TARGET_RGB = (0.15, 0.65, 0.2)
@@ -47,7 +47,7 @@ def render_flow_png(
     dpi: int = 110,
 ) -> Path:
     """Two-panel PNG (see the module docstring); at most ``max_points`` points per cloud are drawn."""
-    from motion.checks import require
+    from motion4d.checks import require
 
     matplotlib = require("matplotlib", "scene-flow pictures", extra="all")
     matplotlib.use("Agg")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import motion
-from motion.errors import CheckpointError, MissingFileError
 from motion.models import checkpoints
 from motion.models.checkpoints import load_weights, read_checkpoint, save_checkpoint
+from motion4d.errors import CheckpointError, MissingFileError
 
 
 def small_model(variant: str = "mof", seed: int = 0):

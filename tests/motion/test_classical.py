@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InvalidArgumentError, ShapeError
 from motion.models.classical import frames_to_grey_uint8
 from motion.sample_data import middlebury_frames
 from motion.synthetic import warp_image_sequence
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InputFileError, InvalidArgumentError, Motion4DError
 from motion.estimate import estimate_flow
 from motion.flow_io import read_flow
 from motion.image_io import write_image
 from motion.models.base import FlowModel, FlowOutput
 from motion.synthetic import make_sequence
 from motion.video_writer import write_video
+from motion4d.errors import InputFileError, InvalidArgumentError, Motion4DError
 
 
 def _indexed_frames(n: int, h: int = 6, w: int = 7) -> np.ndarray:

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from motion.data import (
+    HD1K,
     FlowSample,
     FlyingChairs,
     FlyingThings3D,
-    HD1K,
     Kitti2015,
     MpiSintel,
     SampleIndexError,
     collate_flow_samples,
     open_dataset,
 )
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 from tests.motion.fake_datasets import (
     encode_image,
     write_chairs,

@@ -9,13 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import (
-    InputFileError,
-    InvalidArgumentError,
-    MissingDependencyError,
-    MissingFileError,
-    ShapeError,
-)
 from motion.flow_io import (
     FLOW_EXTENSIONS,
     read_flo,
@@ -24,6 +17,13 @@ from motion.flow_io import (
     read_pfm,
     write_flow,
     write_pfm,
+)
+from motion4d.errors import (
+    InputFileError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    MissingFileError,
+    ShapeError,
 )
 from tests.motion.fake_datasets import encode_flo, encode_kitti_png, encode_pfm
 

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 from motion.frames import (
     InputPadder,
     VideoSource,
@@ -28,6 +27,7 @@ from motion.frames import (
     unpad,
 )
 from motion.video_writer import write_video
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 
 N_FRAMES = 72
 WIDTH, HEIGHT = 96, 64

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 from motion.image_io import read_image, write_image
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 
 
 @pytest.fixture

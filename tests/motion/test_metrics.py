@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from motion.metrics import (
     METRIC_KEYS,
     FlowMetricsAccumulator,
@@ -20,6 +19,7 @@ from motion.metrics import (
     outlier_mask,
     sintel_metrics,
 )
+from motion4d.errors import InvalidArgumentError, NonFiniteError, ShapeError
 
 
 def _hand_pair() -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from motion.data.mixing import (
     parse_mixture,
     resize_sample,
 )
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 from tests.motion.fake_datasets import write_hd1k, write_sintel, write_things
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion import errors
 from motion.ops import CorrelationVolume, _backend, _reference
+from motion4d import errors
 
 CUDA = pytest.mark.cuda
 

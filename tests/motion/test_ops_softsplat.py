@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from motion import errors
 from motion.ops import _backend, softsplat
+from motion4d import errors
 
 MODES = ["sum", "average", "linear", "softmax"]
 CUDA = pytest.mark.cuda

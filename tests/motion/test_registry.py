@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InvalidArgumentError, ShapeError
 from motion.models.base import FlowModel, FlowOutput
 from motion.registry import create, list_models, register
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 
 class _ShiftModel(FlowModel):

@@ -7,7 +7,6 @@ import scipy.fft
 import torch
 
 import motion
-from motion.errors import InvalidArgumentError, NonFiniteError
 from motion.models.poisson import (
     dct,
     idct,
@@ -18,6 +17,7 @@ from motion.models.poisson import (
 )
 from motion.models.reynolds import ReynoldsEncoder, flow_to_hsv, reynolds_flow, reynolds_hsv
 from motion.synthetic import make_sequence
+from motion4d.errors import InvalidArgumentError, NonFiniteError
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import motion
-from motion.errors import CheckpointError, InvalidArgumentError, ShapeError
 from motion.models.base import FlowOutput
 from motion.models.checkpoints import named_weights_url, save_checkpoint
 from motion.models.splatflow import SP_BRANCH, SplatFlow, load_splatflow_weights, splatflow_loss
+from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from .seeded_weights import seeded_state
 

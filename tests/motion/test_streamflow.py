@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import motion
-from motion.errors import CheckpointError, InvalidArgumentError, Motion4DError, ShapeError
 from motion.models.checkpoints import named_weights_url, save_checkpoint
 from motion.models.streamflow import StreamFlow, encode_stacked, group_plan, group_size_of, streamflow_loss
+from motion4d.errors import CheckpointError, InvalidArgumentError, Motion4DError, ShapeError
 
 from .seeded_weights import seeded_state
 from .test_splatflow import frames_of, read_manifest

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from motion.errors import InvalidArgumentError, MissingDependencyError, ShapeError
 from motion import sample_data
 from motion.synthetic import LayerMotion, SyntheticSequence, make_sequence, warp_image_sequence
+from motion4d.errors import InvalidArgumentError, MissingDependencyError, ShapeError
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InputFileError, InvalidArgumentError
+from motion.synthetic import make_sequence
 from motion.track_io import (
     load_tracks,
     mot_to_tracks,
@@ -16,9 +16,16 @@ from motion.track_io import (
     save_tracks,
 )
 from motion.track_metrics import evaluate_tracks, tapvid_metrics
-from motion.tracks import ChainOptions, Tracks, chain_flows, grid_queries, mask_queries, track_points, write_tracks_video
-from motion.synthetic import make_sequence
-
+from motion.tracks import (
+    ChainOptions,
+    Tracks,
+    chain_flows,
+    grid_queries,
+    mask_queries,
+    track_points,
+    write_tracks_video,
+)
+from motion4d.errors import InputFileError, InvalidArgumentError
 
 # ---------------------------------------------------------------- chaining
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import motion
-from motion.errors import CheckpointError, InvalidArgumentError
 from motion.models.blocks import coords_grid, sample_bilinear
 from motion.train import (
     AugmentConfig,
@@ -30,6 +29,7 @@ from motion.train import (
     sync_batchnorm,
     train,
 )
+from motion4d.errors import CheckpointError, InvalidArgumentError
 
 NO_COLOR = (0.0, 0.0, 0.0, 0.0)
 

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from motion.errors import InvalidArgumentError, ShapeError
 from motion.frames import open_video
 from motion.video_writer import VideoWriter, write_video
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 BLOCK = 16
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import motion
-from motion.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from motion.models.videoflow import VideoFlowBOF, VideoFlowMOF
+from motion4d.errors import InvalidArgumentError, NonFiniteError, ShapeError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

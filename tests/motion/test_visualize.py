@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, ShapeError
 from motion.visualize import (
     color_wheel_legend,
     flow_arrows,
@@ -22,6 +21,7 @@ from motion.visualize import (
     track_colors,
     write_flow_video,
 )
+from motion4d.errors import InvalidArgumentError, ShapeError
 
 RED, YELLOW, GREEN, CYAN, BLUE, MAGENTA = (255, 0, 0), (255, 255, 0), (0, 255, 0), (0, 255, 255), (0, 0, 255), (255, 0, 255)
 

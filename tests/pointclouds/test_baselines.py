@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, Motion4DError, NonFiniteError, ShapeError
+from motion4d.errors import InvalidArgumentError, Motion4DError, NonFiniteError, ShapeError
 from pointclouds import PointCloud, estimate_scene_flow
 from pointclouds.methods.baselines import kabsch
 

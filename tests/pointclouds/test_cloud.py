@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, NonFiniteError, ShapeError
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, NonFiniteError, ShapeError
 from pointclouds.cloud import PointCloud, depth_to_points, pad_batch, read_cloud, unpad_batch, write_cloud
 
 

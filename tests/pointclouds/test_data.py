@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InputFileError, InvalidArgumentError, MissingFileError, NonFiniteError, ShapeError
+from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, NonFiniteError, ShapeError
 from pointclouds.data import (
     FT3DSubset,
     KITTIFlowNet3D,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 from pointclouds.methods.dt import NO_POINT, DistanceGrid, ball_offsets, splat_nearest
 
 

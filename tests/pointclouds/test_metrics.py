@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, NonFiniteError, ShapeError
+from motion4d.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from pointclouds.metrics import SceneFlowMetricAccumulator, angle_error, scene_flow_metrics
 
 # Four points, GT flow along x; the errors are chosen to sit on either side of every threshold.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, NonFiniteError, ShapeError
+from motion4d.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn, resolve_backend
 
 BACKENDS = ["scipy", "open3d", "torch"]

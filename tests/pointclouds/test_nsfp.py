@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError, ShapeError
+from motion4d.errors import InvalidArgumentError, ShapeError
 from pointclouds import estimate_scene_flow, scene_flow_metrics
 from pointclouds.methods.dt import DistanceGrid
 from pointclouds.methods.nsfp import (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import CheckpointError, InvalidArgumentError, MissingFileError
+from motion4d.errors import CheckpointError, InvalidArgumentError, MissingFileError
 from pointclouds import estimate_scene_flow, scene_flow_metrics
 from pointclouds.methods.scoop import (
     REFINE_PRESETS,

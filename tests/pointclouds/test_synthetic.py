@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 from pointclouds.metrics import scene_flow_metrics
 from pointclouds.neighbors import knn
 from pointclouds.synthetic import make_scene_flow_pair

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import CheckpointError, NonFiniteError, ShapeError
+from motion4d.errors import CheckpointError, NonFiniteError, ShapeError
+from motion4d.imaging import psnr
 from splats.densify import Densifier, DensifyConfig
-from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig, dddm_basis, psnr
+from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig, dddm_basis
 from splats.synthetic import make_scene, multiview_sequence, unproject_depth
 
 
@@ -127,7 +128,7 @@ def test_bad_inputs(tiny):
         model.fit(data.frames[..., :2], data.cameras, data.times, progress=False)
     with pytest.raises(ShapeError, match="24x24"):
         model.fit(data.frames[:, :20], data.cameras, data.times, progress=False)
-    from motion.errors import InvalidArgumentError
+    from motion4d.errors import InvalidArgumentError
 
     with pytest.raises(InvalidArgumentError, match="not fitted"):
         model.render(0.0, data.cameras[0])

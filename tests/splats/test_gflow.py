@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import CheckpointError
 from motion.track_metrics import evaluate_tracks
 from motion.tracks import Tracks
+from motion4d.errors import CheckpointError
 from splats.gflow import GFlow, GFlowConfig
 from splats.pose_metrics import absolute_trajectory_error
 from splats.synthetic import monocular_sequence

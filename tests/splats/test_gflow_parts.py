@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import CheckpointError, InvalidArgumentError, Motion4DError, NonFiniteError, ShapeError
+from motion4d.errors import CheckpointError, InvalidArgumentError, Motion4DError, NonFiniteError, ShapeError
 from splats import epipolar
 from splats.cameras import look_at, read_tum
+from splats.gaussians import Gaussians
 from splats.gflow import matrix_to_quat, pose_matrix
 from splats.gflow_init import edge_probability, sample_pixels, unproject
 from splats.gflow_inputs import load_depth, load_flow, load_frames, load_intrinsics, load_priors
 from splats.gflow_losses import depth_loss, flow_loss, isotropy_loss, photometric_loss
-from splats.gaussians import Gaussians
 from splats.pose_metrics import absolute_trajectory_error, relative_pose_error, umeyama
 from splats.scene4d import Scene4D
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion.errors import InputFileError, MissingFileError, NonFiniteError, ShapeError
+from motion4d.errors import InputFileError, MissingFileError, NonFiniteError, ShapeError
 from splats.cameras import (
     Cameras,
     look_at,

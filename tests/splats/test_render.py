@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from motion.errors import BackendUnavailableError, InvalidArgumentError, NonFiniteError, ShapeError
+from motion4d.errors import BackendUnavailableError, InvalidArgumentError, NonFiniteError, ShapeError
 from splats import _raster_torch as rt
 from splats.cameras import Cameras, look_at
 from splats.gaussians import Gaussians

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from motion.errors import InvalidArgumentError, MissingDependencyError
+from motion4d.errors import InvalidArgumentError, MissingDependencyError
 from tools import run_corpus as rc
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from motion.errors import InvalidArgumentError
+from motion4d.errors import InvalidArgumentError
 from tests.motion.fake_datasets import write_kitti, write_sintel, write_things
 from tests.tools.oracles import (
     OracleFlow,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from motion.errors import InputFileError
 from motion.flow_io import read_flow
+from motion4d.errors import InputFileError
 from tests.motion.fake_datasets import write_kitti, write_sintel
 from tests.tools.oracles import OracleFlow, OracleFlow3, build_table
 from tools import submit

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 import motion
 from motion.distributed import seed_everything
-from motion.errors import CheckpointError, InvalidArgumentError
+from motion4d.errors import CheckpointError, InvalidArgumentError
 from tests.motion.fake_datasets import write_sintel
 from tools import train as tr
 

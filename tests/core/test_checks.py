@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion import errors
-from motion.atomic import atomic_path, atomic_write_text
-from motion.checks import check_choice, check_file, check_finite, check_shape, require
+from motion4d import errors
+from motion4d.atomic import atomic_path, atomic_write_text
+from motion4d.checks import check_choice, check_file, check_finite, check_shape, require
 
 
 def test_check_shape_binds_symbols() -> None:

@@ -1,7 +1,9 @@
-"""Input validation used by every public function (raises :mod:`motion.errors`)."""
+"""Input validation used by every public function (raises :mod:`motion4d.errors`)."""
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -98,6 +100,44 @@ def check_positive(value: float, name: str, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
         raise InvalidArgumentError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def check_int(
+    value: Any, name: str, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
+    """An integer argument within ``[minimum, maximum]`` (bools and floats rejected); returns it as ``int``.
+
+    ``allow_none`` lets ``None`` through unchanged (an optional count or index).
+    """
+    if value is None and allow_none:
+        return None
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Integral)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = [f">= {minimum}" if minimum is not None else "", f"<= {maximum}" if maximum is not None else ""]
+        wanted = " and ".join(b for b in bounds if b)
+        accepted = "an integer" + (f" {wanted}" if wanted else "") + (" or None" if allow_none else "")
+        raise InvalidArgumentError(f"{name} must be {accepted}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    value: Any, name: str, minimum: float | None = 0.0, strict: bool = True, maximum: float | None = None
+) -> float:
+    """A finite real argument ``> minimum`` (``>=`` with ``strict=False``) and ``<= maximum``; returns a float."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+    v = float(value) if ok else float("nan")
+    ok = ok and math.isfinite(v)
+    if ok and minimum is not None:
+        ok = v > minimum if strict else v >= minimum
+    if ok and maximum is not None:
+        ok = v <= maximum
+    if not ok:
+        bounds = [f"{'>' if strict else '>='} {minimum}" if minimum is not None else "",
+                  f"<= {maximum}" if maximum is not None else ""]
+        wanted = " and ".join(b for b in bounds if b)
+        raise InvalidArgumentError(f"{name} must be a finite number{' ' + wanted if wanted else ''}, got {value!r}")
+    return v
 
 
 def check_file(path: str | os.PathLike, name: str = "path") -> Path:
