@@ -28,7 +28,7 @@ _LAZY = {
     "read_frames": "motion.frames",
     "Frame": "motion.frames",
     "VideoSource": "motion.frames",
-    "InputPadder": "motion.frames",
+    "InputPadder": "motion.padding",
     "VideoWriter": "motion.video_writer",
     "write_video": "motion.video_writer",
     "read_image": "motion.image_io",
@@ -54,7 +54,7 @@ _LAZY = {
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,28 +20,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from kornia.geometry.epipolar import sampson_epipolar_distance
 from kornia.morphology import opening
 
+from motion.flow_geometry import FB_ALPHA, FB_BETA, forward_backward_error, pixel_grid, warp_backward
 from motion4d.checks import check_finite, check_positive, check_shape
-
-
-def pixel_grid(height: int, width: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-               ) -> torch.Tensor:
-    """``[2, H, W]`` pixel coordinates (x, y) of every pixel centre."""
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                            torch.arange(width, device=device, dtype=dtype), indexing="ij")
-    return torch.stack([xs, ys])
-
-
-def sample_bilinear(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``image [C, H, W]`` at ``points [N, 2]`` (x, y px; border-clamped) -> ``[N, C]``."""
-    h, w = image.shape[-2:]
-    grid = torch.stack([points[:, 0] * (2.0 / max(w - 1, 1)) - 1, points[:, 1] * (2.0 / max(h - 1, 1)) - 1], dim=-1)
-    out = F.grid_sample(image[None].to(points.dtype), grid[None, :, None], mode="bilinear", padding_mode="border",
-                        align_corners=True)
-    return out[0, :, :, 0].T
 
 
 def fundamental_from_flow(flow: torch.Tensor, valid: torch.Tensor | None = None, max_points: int = 8000,
@@ -131,25 +114,24 @@ def epipolar_moving_mask(flow: torch.Tensor, threshold: float = 1.0, normalize: 
     return open_mask(mask, opening_radius)
 
 
-def forward_backward_occlusion(forward: torch.Tensor, backward: torch.Tensor, alpha: float = 0.01,
-                               beta: float = 0.5) -> torch.Tensor:
+def forward_backward_occlusion(forward: torch.Tensor, backward: torch.Tensor, alpha: float = FB_ALPHA,
+                               beta: float = FB_BETA) -> torch.Tensor:
     """``bool [H, W]`` pixels of the source frame whose forward flow fails the consistency check.
 
     ``forward [2, H, W]`` goes source -> target, ``backward [2, H, W]`` target -> source (anchored at the
     target). A pixel ``p`` is inconsistent when ``|F(p) + B(p + F(p))|² > alpha (|F|² + |B|²) + beta``
-    (Sundaram et al. 2010) or when ``p + F(p)`` leaves the image. Called with the roles swapped
-    (``backward`` first) it marks content of the target that the source does not show: new content.
+    (:func:`motion.flow_geometry.forward_backward_error`) or when ``p + F(p)`` leaves the image. Called
+    with the roles swapped (``backward`` first) it marks content of the target that the source does not
+    show: new content.
     """
     check_shape(forward, "forward", (2, "H", "W"))
     check_shape(backward, "backward", tuple(forward.shape))
     h, w = forward.shape[-2:]
-    grid = pixel_grid(h, w, forward.device, forward.dtype)
-    target = (grid + forward).reshape(2, -1).T
-    back = sample_bilinear(backward, target).T.reshape(2, h, w)
-    err = (forward + back).pow(2).sum(0)
-    tol = alpha * (forward.pow(2).sum(0) + back.pow(2).sum(0)) + beta
-    outside = (target[:, 0] < -0.5) | (target[:, 0] > w - 0.5) | (target[:, 1] < -0.5) | (target[:, 1] > h - 0.5)
-    return (err > tol) | outside.reshape(h, w)
+    back = warp_backward(backward, forward)
+    err, tol = forward_backward_error(forward, back, alpha, beta, dim=0)
+    x, y = pixel_grid(h, w, forward.device, forward.dtype) + forward
+    outside = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+    return (err > tol) | outside
 
 
 def rigid_flow(depth: torch.Tensor, K: torch.Tensor, source_w2c: torch.Tensor, target_w2c: torch.Tensor

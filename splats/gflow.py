@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion.flow_geometry import sample_at_points
 from motion4d.atomic import atomic_write_bytes
 from motion4d.checks import check_choice, check_positive
 from motion4d.device import resolve_device
@@ -530,7 +531,7 @@ class _Run:
         if len(ids) < 8:
             return
         uv = vis["uv"][ids]
-        vectors = epipolar.sample_bilinear(self.forward[t], uv).cpu().double().numpy()
+        vectors = sample_at_points(self.forward[t], uv).cpu().double().numpy()
         _, assign = kmeans2(vectors, 2, seed=self.cfg.seed, minit="++")
         assign = torch.from_numpy(assign).to(self.device)
         if t == 0:
@@ -565,10 +566,10 @@ class _Run:
         if len(moving) == 0:
             return
         uv0 = prev["uv"][moving]
-        uv1 = uv0 + epipolar.sample_bilinear(self.forward[t - 1], uv0)
+        uv1 = uv0 + sample_at_points(self.forward[t - 1], uv0)
         depth = self._scene_depth(t)
         inside = (uv1[:, 0] >= 0) & (uv1[:, 0] <= self.W - 1) & (uv1[:, 1] >= 0) & (uv1[:, 1] <= self.H - 1)
-        z1 = epipolar.sample_bilinear(depth[None], uv1.clamp(min=0)).squeeze(1)
+        z1 = sample_at_points(depth[None], uv1.clamp(min=0)).squeeze(1)
         ok = prev["visible"][moving] & inside & (z1 > 0)
         means = self.params["means"].clone()
         placed = moving[ok]

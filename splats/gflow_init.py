@@ -16,10 +16,9 @@ import torch
 from kornia.color import rgb_to_grayscale
 from kornia.filters import sobel
 
+from motion.flow_geometry import sample_at_points
 from motion4d.checks import check_shape
 from motion4d.errors import InvalidArgumentError
-
-from .epipolar import sample_bilinear
 
 
 def edge_probability(image: torch.Tensor) -> torch.Tensor:
@@ -83,8 +82,8 @@ def pixel_gaussians(
     ``depth [H, W]`` is the prior depth in scene units and ``footprint_px [N]`` the screen standard
     deviation in pixels. Returns ``means, quats, log_scales, logit_opacities, colors`` (storage form).
     """
-    colors = sample_bilinear(image, xy).clamp(0.0, 1.0)
-    z = sample_bilinear(depth[None], xy)[:, 0]
+    colors = sample_at_points(image, xy).clamp(0.0, 1.0)
+    z = sample_at_points(depth[None], xy)[:, 0]
     means = unproject(xy, z, K, world_to_cam)
     focal = 0.5 * (K[0, 0] + K[1, 1])
     sigma = footprint_px * z / focal

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 from kornia.metrics import ssim
 
+from motion.flow_geometry import sample_at_points
 from motion4d.checks import check_choice
-
-from .epipolar import sample_bilinear
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -50,7 +49,7 @@ def flow_loss(uv_previous: torch.Tensor, uv_current: torch.Tensor, flow: torch.T
     """MSE between centre displacements ``uv_current - uv_previous [N, 2]`` and ``flow [2, H, W]`` at ``uv_previous``."""
     if len(uv_previous) == 0:
         return uv_current.sum() * 0.0
-    target = sample_bilinear(flow, uv_previous.detach())
+    target = sample_at_points(flow, uv_previous.detach())
     return (uv_current - uv_previous.detach() - target).pow(2).sum(-1).mean()
 
 

@@ -1,9 +1,10 @@
 """Shared RAFT-family building blocks (VideoFlow, SplatFlow, StreamFlow).
 
-This module holds the RAFT parts (BasicEncoder, coordinate grids, bilinear sampling, convex x8
-upsampling, input normalisation, sequence loss) and re-exports the larger parts kept in their own
-modules, so model code can import everything from one place:
+This module holds the RAFT parts (BasicEncoder, convex x8 upsampling, input normalisation, sequence
+loss) and re-exports the parts kept in their own modules, so model code can import everything from
+one place:
 
+* :mod:`motion.flow_geometry` - ``coords_grid``, ``sample_bilinear`` (RAFT's ``bilinear_sampler``)
 * :mod:`motion.models.twins`  - ``TwinsEncoder`` (Twins-SVT-Large stages 0-1, timm key names)
 * :mod:`motion.models.sk`     - ``SKBlock`` (SKFlow ``PCBlock4_Deep_nopool_res``)
 * :mod:`motion.models.gma`    - ``GMAAttention``, ``GMAAggregate``
@@ -22,6 +23,7 @@ from torch import nn
 
 from motion4d.checks import check_choice
 
+from ..flow_geometry import coords_grid, sample_bilinear  # noqa: F401 (re-exported)
 from .gma import GMAAggregate, GMAAttention, GMAKeys, RelativePositionEmbedding  # noqa: F401 (re-exported)
 from .sk import MOTION_KERNELS, UPDATER_KERNELS, SKBlock  # noqa: F401 (re-exported)
 from .twins import TwinsEncoder  # noqa: F401 (re-exported)
@@ -39,29 +41,6 @@ MAX_FLOW = 400.0  # ground truth beyond this magnitude is excluded from the loss
 def normalize_images(frames: torch.Tensor) -> torch.Tensor:
     """Map frames in [0, 1] to the [-1, 1] range the RAFT-family networks expect."""
     return 2.0 * frames - 1.0
-
-
-def coords_grid(batch: int, height: int, width: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Pixel-centre grid ``[batch, 2, height, width]``: channel 0 = x (column), 1 = y (row)."""
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=device, dtype=dtype), torch.arange(width, device=device, dtype=dtype), indexing="ij"
-    )
-    return torch.stack([xs, ys], dim=0)[None].expand(batch, 2, height, width).contiguous()
-
-
-def sample_bilinear(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Sample ``image [N, C, H, W]`` at pixel positions ``coords [N, 2, h, w]`` -> ``[N, C, h, w]``.
-
-    Bilinear, zeros outside, pixel centres at integers (RAFT's ``bilinear_sampler``). A map that is
-    one pixel wide or high is zero-padded to two first, where RAFT would divide by ``W - 1 = 0``.
-    """
-    if image.shape[-1] == 1 or image.shape[-2] == 1:
-        image = F.pad(image, (0, int(image.shape[-1] == 1), 0, int(image.shape[-2] == 1)))
-    h, w = image.shape[-2:]
-    x = 2 * coords[:, 0] / (w - 1) - 1
-    y = 2 * coords[:, 1] / (h - 1) - 1
-    grid = torch.stack([x, y], dim=-1)
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import nn
 from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
-from ..frames import InputPadder
+from ..padding import PAD_MODES, InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
@@ -65,7 +65,6 @@ MASK_SCALE = 0.25
 MIN_PADDED_SIZE = 64  # the coarsest of 4 correlation levels must be >= 1 pixel at 1/8 resolution
 CARRY_MODES = ("stream", "triplet")
 STAGES = ("full", "part")
-PAD_MODES = ("sintel", "kitti")
 SP_BRANCH = ("update.gru_sp.", "update.flow_head_sp.", "update.mask_sp.")
 # legacy names of the temporal branch in older training checkpoints (run_test.py's replacements)
 _LEGACY_NAMES = (("update_block.", "update."), ("gru_tf.", "gru_sp."), ("flow_head_tf.", "flow_head_sp."),

@@ -36,7 +36,7 @@ from torch import nn
 from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
-from ..frames import InputPadder
+from ..padding import PAD_MODES, InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
@@ -69,7 +69,6 @@ MOTION = 128
 MASK_SCALE = 0.25
 RELEASED_GROUP_SIZE = 4
 MIN_PADDED_SIZE = 64  # 4 correlation levels at 1/8 resolution, and Twins' 8x8 global summaries
-PAD_MODES = ("sintel", "kitti")
 SUPERVISION = ("all", "last")
 _HEAD_OUT = "update_block.flow_head.ffn2.2.bias"  # [2 (T-1)]: fixes the group size
 

@@ -37,7 +37,7 @@ from torch import nn
 from motion4d.checks import check_choice, check_finite, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
 
-from ..frames import InputPadder
+from ..padding import InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (

@@ -32,6 +32,11 @@ def bilinear_sample(image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     Bilinear with zero padding, pixel centres at integers (``grid_sample(align_corners=True)``).
     A map that is one pixel wide or high is zero-padded to two pixels first: ``grid_sample``
     normalises by ``W - 1`` and would otherwise divide by zero (RAFT returns NaN there).
+
+    The same operation as :func:`motion.flow_geometry.sample_bilinear`, kept here on purpose: this
+    file is the numerical definition of the ops (it imports only torch), and its normalisation
+    ``xy * (2 / (W - 1)) - 1`` differs from RAFT's ``2 x / (W - 1) - 1`` in the last bit for about
+    half of all positions, so sharing one sampler would change either the op outputs or the models'.
     """
     pad_w = 1 if image.shape[-1] == 1 else 0
     pad_h = 1 if image.shape[-2] == 1 else 0
