@@ -49,12 +49,12 @@ _LAZY = {
     "load_tracks": "motion.track_io",
     "save_tracks": "motion.track_io",
     "Tracks": "motion.tracks",
-    "track_points": "motion.tracks",
+    "track_points": "motion.tracking",
     "flow_to_color": "motion.visualize",
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
+_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "tracking", "track_formats", "track_video", "flow_geometry", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
 
 
 def __getattr__(name: str) -> Any:

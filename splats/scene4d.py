@@ -251,9 +251,9 @@ class Scene4D:
         return ids, offsets
 
     def _check_query(self, query: Any) -> np.ndarray:
-        from motion.tracks import _check_queries
+        from motion.tracking import check_queries
 
-        return _check_queries(query, self.num_frames, self.height, self.width)
+        return check_queries(query, self.num_frames, self.height, self.width)
 
     def tracks(self, query: Any) -> "Any":
         """2-D tracks of query points ``[N, 3]`` ``(t, x, y)`` -> :class:`motion.tracks.Tracks`.
@@ -322,7 +322,7 @@ class Scene4D:
         ``renders/00000.png``, ``render.mp4`` (input | render | mask), ``scene.json`` (manifest).
         """
         from motion.image_io import write_image
-        from motion.tracks import grid_queries
+        from motion.tracking import grid_queries
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

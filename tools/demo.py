@@ -75,7 +75,9 @@ def score_flow(out: Path, seq: Any, model: str) -> dict[str, float]:
 def track_clip(out: Path, seq: Any, spacing: int) -> dict[str, float]:
     """Track a grid through the video by chaining DIS flow; export and score the tracks."""
     import motion
-    from motion.tracks import Tracks, grid_queries, write_tracks_video
+    from motion.track_video import write_tracks_video
+    from motion.tracking import grid_queries
+    from motion.tracks import Tracks
 
     height, width = seq.frames.shape[1:3]
     queries = grid_queries(height, width, spacing)

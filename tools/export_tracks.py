@@ -70,8 +70,9 @@ def _is_number(text: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from motion.image_io import read_image
-    from motion.track_io import EXTENSIONS
-    from motion.tracks import ChainOptions, mask_queries, track_points, write_tracks_video
+    from motion.track_formats import EXTENSIONS
+    from motion.track_video import write_tracks_video
+    from motion.tracking import ChainOptions, mask_queries, track_points
     from motion4d.atomic import atomic_write_text
 
     exports = parse_list(args.export, "--export", EXPORTS)

@@ -16,15 +16,9 @@ from motion.track_io import (
     save_tracks,
 )
 from motion.track_metrics import evaluate_tracks, tapvid_metrics
-from motion.tracks import (
-    ChainOptions,
-    Tracks,
-    chain_flows,
-    grid_queries,
-    mask_queries,
-    track_points,
-    write_tracks_video,
-)
+from motion.track_video import write_tracks_video
+from motion.tracking import ChainOptions, chain_flows, grid_queries, mask_queries, track_points
+from motion.tracks import Tracks
 from motion4d.errors import InputFileError, InvalidArgumentError
 
 # ---------------------------------------------------------------- chaining
