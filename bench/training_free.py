@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from motion.models.classical import DISFlow, FarnebackFlow  # noqa: E402
-from motion.models.reynolds import ReynoldsEncoder, reynolds_flow  # noqa: E402
+from motion.models.reynolds import reynolds_flow  # noqa: E402
+from motion.models.reynolds_encoding import ReynoldsEncoder  # noqa: E402
 from motion.sample_data import list_middlebury, middlebury_frames  # noqa: E402
 
 OTHER = ("Dimetrodon", "Grove2", "Grove3", "Hydrangea", "RubberWhale", "Urban2", "Urban3", "Venus")
@@ -133,7 +134,7 @@ def speed_table(methods, repeats: int) -> dict:
 def figure(path: str, sequence: str = "RubberWhale") -> None:
     """Picture of one pair: frame, DIS medium (Middlebury colours), Reynolds HSV of v_o / v_r / sum, ReynoldsFlow+ RGB."""
     from motion.image_io import write_image
-    from motion.models.reynolds import reynolds_hsv
+    from motion.models.reynolds_encoding import reynolds_hsv
     from motion.visualize import flow_to_color, side_by_side
 
     rgb = middlebury_frames(sequence)

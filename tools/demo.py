@@ -127,7 +127,7 @@ def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any) -> 
 
 def run_demo(out: Path, frames: int = 12, seed: int = 0, grid: int = 24) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns the summary that is also written to ``summary.json``."""
-    from motion.models.reynolds import encode_video
+    from motion.models.reynolds_encoding import encode_video
     from motion.visualize import save_png
 
     out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from motion.models.reynolds import ReynoldsEncoder, encode_video
+    from motion.models.reynolds_encoding import ReynoldsEncoder, encode_video
     from motion4d.errors import InvalidArgumentError
 
     try:

@@ -15,7 +15,8 @@ from motion.models.poisson import (
     solve_poisson_pcg,
     weighted_laplacian,
 )
-from motion.models.reynolds import ReynoldsEncoder, flow_to_hsv, reynolds_flow, reynolds_hsv
+from motion.models.reynolds import reynolds_flow
+from motion.models.reynolds_encoding import ReynoldsEncoder, flow_to_hsv, reynolds_hsv
 from motion.synthetic import make_sequence
 from motion4d.errors import InvalidArgumentError, NonFiniteError
 
