@@ -123,13 +123,9 @@ def _open_dataset(args: argparse.Namespace) -> Any:
         return _Synthetic()
     if args.root is None:
         raise InvalidArgumentError(f"--dataset {args.dataset} needs --root")
-    if args.dataset == "ft3d_s":
-        return data.FT3DSubset(args.root, split=args.split or "test", **common)
-    if args.dataset == "kitti_s":
-        return data.KITTISubset(args.root, **common)
-    if args.dataset == "kitti_o":
-        return data.KITTIFlowNet3D(args.root, split=args.split or "all", **common)
-    return data.NpzSceneFlow(args.root, **common)
+    if args.split and data.dataset_splits(args.dataset):  # ignored by data sets without splits
+        common["split"] = args.split
+    return data.open_dataset(args.dataset, args.root, **common)
 
 
 def _markdown(method: str, dataset: str, summary: dict[str, Any]) -> str:

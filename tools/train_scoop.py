@@ -52,20 +52,18 @@ def _dataset(args: argparse.Namespace):  # noqa: ANN202
         return SyntheticPairs(args.num_points, seed=args.seed)
     if args.root is None:
         raise InvalidArgumentError(f"--dataset {args.dataset} needs --root")
-    common = {"num_points": args.num_points, "sampling": "random", "fewer": "pad", "seed": args.seed}
-    if args.dataset == "ft3d_s":
-        return data.FT3DSubset(args.root, split=args.split or "train", **common)
-    if args.dataset == "kitti_s":
-        return data.KITTISubset(args.root, **common)
-    if args.dataset == "kitti_o":
-        return data.KITTIFlowNet3D(args.root, split=args.split or "train", **common)
-    keys = None
-    if args.keys:
-        names = [k.strip() for k in args.keys.split(",")]
-        if len(names) not in (3, 4):
-            raise InvalidArgumentError(f"--keys needs 3 or 4 comma-separated names, got {args.keys!r}")
-        keys = dict(zip(("source", "target", "flow", "mask"), names))
-    return data.NpzSceneFlow(args.root, keys=keys, pattern=args.pattern, **common)
+    options = {"num_points": args.num_points, "sampling": "random", "fewer": "pad", "seed": args.seed}
+    if data.dataset_splits(args.dataset):
+        options["split"] = args.split or "train"
+    if args.dataset == "npz":
+        keys = None
+        if args.keys:
+            names = [k.strip() for k in args.keys.split(",")]
+            if len(names) not in (3, 4):
+                raise InvalidArgumentError(f"--keys needs 3 or 4 comma-separated names, got {args.keys!r}")
+            keys = dict(zip(("source", "target", "flow", "mask"), names))
+        options.update(keys=keys, pattern=args.pattern)
+    return data.open_dataset(args.dataset, args.root, **options)
 
 
 def run(args: argparse.Namespace) -> int:

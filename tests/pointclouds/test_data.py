@@ -7,13 +7,16 @@ import torch
 
 from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, NonFiniteError, ShapeError
 from pointclouds.data import (
+    DATASETS,
     FT3DSubset,
     KITTIFlowNet3D,
     KITTISubset,
     NpzSceneFlow,
     SceneFlowSample,
     collate,
+    dataset_splits,
     flot_validation_indices,
+    open_dataset,
 )
 
 from .fake_datasets import write_ft3d_s, write_generic, write_kitti_o, write_kitti_s
@@ -204,3 +207,34 @@ def test_collate_pads_with_lengths(tmp_path):
     np.testing.assert_array_equal(batch["mask"][1].numpy(), b.mask)
     with pytest.raises(InvalidArgumentError):
         collate([])
+
+
+# ------------------------------------------------------------------------------------ by name
+@pytest.mark.parametrize("name, write, reader, options", [
+    ("ft3d_s", write_ft3d_s, FT3DSubset, {"split": "train", "num_points": 32, "seed": 5}),
+    ("kitti_s", write_kitti_s, KITTISubset, {"num_points": 32, "sampling": "random", "fewer": "pad"}),
+    ("kitti_o", write_kitti_o, KITTIFlowNet3D, {"split": "test", "num_points": None}),
+    ("npz", write_generic, NpzSceneFlow, {"pattern": "*.npz", "num_points": 16}),
+])
+def test_open_dataset_by_name_equals_the_reader(tmp_path, name, write, reader, options):
+    root = write(tmp_path / name)
+    opened = open_dataset(name, root, **options)
+    direct = reader(root, **options)
+    assert type(opened) is reader and len(opened) == len(direct) > 0
+    for i in range(len(direct)):
+        a, b = opened[i], direct[i]
+        np.testing.assert_array_equal(a.source, b.source)
+        np.testing.assert_array_equal(a.target, b.target)
+        np.testing.assert_array_equal(a.flow, b.flow)
+    assert set(DATASETS) == {"ft3d_s", "kitti_s", "kitti_o", "npz"}
+
+
+def test_open_dataset_rejects_unknown_names_and_options(tmp_path):
+    root = write_kitti_s(tmp_path / "kitti_s")
+    assert dataset_splits("ft3d_s") == FT3DSubset.SPLITS and dataset_splits("kitti_s") == ()
+    with pytest.raises(InvalidArgumentError, match="dataset"):
+        open_dataset("sintel", root)
+    with pytest.raises(InvalidArgumentError, match="takes no option split"):
+        open_dataset("kitti_s", root, split="test")
+    with pytest.raises(MissingFileError):
+        open_dataset("kitti_o", tmp_path / "missing")

@@ -87,3 +87,21 @@ def test_train_scoop_tool_writes_a_loadable_checkpoint(tmp_path) -> None:  # noq
     model = load_scoop(out / "model.pt")
     assert model.nb_iter == 1 and (out / "last.pt").exists() and (out / "log.jsonl").exists()
     assert train_main(["--out", str(tmp_path / "x"), "--dataset", "kitti_s", "--steps", "1"]) == 2
+
+
+def test_train_scoop_opens_training_splits_by_name(tmp_path) -> None:  # noqa: ANN001
+    import argparse
+
+    from tests.pointclouds.fake_datasets import write_generic, write_kitti_o
+    from tools.train_scoop import _dataset, build_parser
+
+    parser = argparse.ArgumentParser()
+    build_parser(parser)
+    kitti = write_kitti_o(tmp_path / "kitti_o", indices=(0, 1, 2, 5))
+    ds = _dataset(parser.parse_args(["--out", "x", "--dataset", "kitti_o", "--root", str(kitti), "--num-points", "8"]))
+    assert ds.split == "train" and [f.stem for f in ds.files] == ["000000", "000002"]
+    assert ds.sampling == "random" and ds.fewer == "pad" and ds.num_points == 8
+    generic = write_generic(tmp_path / "npz", with_mask=False)
+    ds = _dataset(parser.parse_args(["--out", "x", "--dataset", "npz", "--root", str(generic),
+                                     "--keys", "pc1,pc2,flow", "--num-points", "64"]))
+    assert len(ds) == 3 and ds.keys["source"] == "pc1" and len(ds[0].source) == 64
