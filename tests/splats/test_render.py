@@ -302,8 +302,8 @@ def test_per_camera_gaussians_match_separate_renders():
 
 def test_package_level_render_is_callable_after_submodule_import():
     import splats
-    import splats.gsplat_bridge  # noqa: F401
-    import splats.rendering  # noqa: F401  (binds the package attribute "rendering", not "render")
+    import splats.gsplat_bridge
+    import splats.rendering  # binds the package attribute "rendering", not "render"
 
     img, _, _ = splats.render(_scene(10), _cameras())
     assert img.shape == (2, 20, 24, 3)
