@@ -9,7 +9,8 @@ with ``--install`` only, pip-installs the missing ones among gsplat, kornia and 
 parts that need them are skipped with a line saying why. The parts run in a worker process (its own
 process group) that is killed when ``--timeout`` seconds have passed since the start, install
 included: gsplat's first call JIT-compiles about 30 CUDA/C++ files (minutes on a cold machine; the
-build is cached under ``TORCH_EXTENSIONS_DIR``). One summary table ends the output.
+build is cached under ``TORCH_EXTENSIONS_DIR``, and a build cut short by the time box keeps its
+finished objects for the next run). One summary table ends the output.
 
 Parts:
   torch-cuda     our rasteriser on CUDA vs on the CPU (images, expected depth, alpha, gradients);
