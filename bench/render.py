@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 import torch
 
 from splats import _raster_torch as rt
-from splats.cameras import Cameras, look_at
-from splats.render import _shifted_intrinsics, rasterize
+from splats.cameras import Cameras, look_at, to_gsplat_intrinsics
+from splats.rendering import rasterize
 
 
 def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -72,7 +72,7 @@ def main() -> None:
         "logits": torch.randn(n, generator=gen) + 1.0, "colors": torch.rand(n, 3, generator=gen),
     }
     params = {k: v.requires_grad_() for k, v in params.items()}
-    ks = _shifted_intrinsics(cams.K)
+    ks = to_gsplat_intrinsics(cams.K)
 
     # how much work the compositor does: box pixels -> ellipse-row candidates -> composited pairs
     with torch.no_grad():

@@ -1,6 +1,8 @@
 """motion4d Gaussians: splat parameters, cameras, rendering, Gaussian-Flow and GFlow.
 
 Public names are imported lazily (PEP 562) so that importing never touches gsplat's CUDA build.
+``splats.render`` is the render function (module :mod:`splats.rendering`); no submodule shares its name,
+so importing submodules never rebinds it.
 """
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ from typing import Any
 _LAZY = {
     "Gaussians": "splats.gaussians",
     "Cameras": "splats.cameras",
-    "render": "splats.render",
+    "render": "splats.rendering",
     "GaussianFlow": "splats.gaussian_flow",
     "GFlow": "splats.gflow",
     "Scene4D": "splats.gflow",
 }
-_SUBMODULES = {"gaussians", "cameras", "render", "gaussian_flow", "gflow", "synthetic"}
+_SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic"}
 
 
 def __getattr__(name: str) -> Any:

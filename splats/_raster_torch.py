@@ -7,7 +7,7 @@ falls below 1/255, as gsplat's CUDA projection; a flat 3.33 sigma without opacit
 ``alpha = min(0.999, o * exp(-q/2))``, alphas under 1/255 skipped and a ray stopped once its
 transmittance would fall to 1e-4.
 
-:func:`composite` (used by ``splats.render``) works on (pixel, Gaussian) pairs. Gaussians are
+:func:`composite` (used by ``splats.rendering``) works on (pixel, Gaussian) pairs. Gaussians are
 depth-sorted and split into chunks. For each row of a Gaussian's box the candidate pixels are the
 x-interval where its alpha can reach 1/255 (the ellipse, not the whole box); candidates are
 generated front to back and stably sorted by pixel, so each pixel's pairs sit together in depth
@@ -21,7 +21,7 @@ with 1-D ``index_add``): with ``w_i = alpha_i T_i`` and ``c_i = dL/dout . f_i``,
 reference with the brute-force :func:`composite_dense`.
 
 Coordinates inside this module follow gsplat: ``Ks`` put pixel centres at ``i + 0.5``
-(``splats.render`` shifts our integer-centre intrinsics before calling in).
+(``splats.rendering`` shifts our integer-centre intrinsics before calling in).
 """
 from __future__ import annotations
 

@@ -28,6 +28,15 @@ def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> torch.Tenso
     return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
+def to_gsplat_intrinsics(K: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` intrinsics with pixel centres at integer coordinates (ours) -> at ``i + 0.5``
+    (gsplat's, and :mod:`splats._raster_torch`'s): the principal point moves by half a pixel."""
+    shift = torch.zeros_like(K)
+    shift[..., 0, 2] = 0.5
+    shift[..., 1, 2] = 0.5
+    return K + shift
+
+
 def invert_rigid(m: torch.Tensor) -> torch.Tensor:
     """Inverse of rigid transforms ``[..., 4, 4]``."""
     r = m[..., :3, :3].transpose(-1, -2)

@@ -43,7 +43,7 @@ from motion4d.imaging import frames_to_tensor
 from .cameras import Cameras, write_transforms_json
 from .densify import Densifier, DensifyConfig
 from .gaussians import Gaussians, nearest_neighbour_scale, quat_to_rotmat, read_ply_vertices, write_ply
-from .render import rasterize
+from .rendering import rasterize
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _ATTRIBUTES = {"pos": ("means", 3), "rot": ("quats", 4), "col": ("colors", 3)}

@@ -55,7 +55,7 @@ from . import epipolar
 from .gflow_init import density_footprint, edge_probability, masked_probability, pixel_gaussians, sample_pixels
 from .gflow_inputs import Priors, load_priors
 from .gflow_losses import depth_loss, flow_loss, isotropy_loss, photometric_loss
-from .render import rasterize
+from .rendering import rasterize
 from .scene4d import Scene4D, project
 
 __all__ = ["GFlow", "GFlowConfig", "Scene4D"]

@@ -35,7 +35,7 @@ from motion4d.imaging import frames_to_tensor, psnr
 
 from .cameras import Cameras, write_colmap_text, write_tum
 from .gaussians import Gaussians, write_ply
-from .render import rasterize
+from .rendering import rasterize
 
 SCENE_FORMAT = "motion4d-gflow-scene"
 SCENE_VERSION = 1

@@ -2,7 +2,7 @@
 
 A scene is a static textured backdrop (a plane of small Gaussians) plus rigid objects (textured
 balls of Gaussians) whose centre follows a known polynomial or periodic trajectory while spinning
-about an axis. Everything is rendered with :func:`splats.render.rasterize`, so the ground truth is
+about an axis. Everything is rendered with :func:`splats.rendering.rasterize`, so the ground truth is
 exact *for the Gaussian scene*: depth is the alpha-blended expected depth, flow is the blended
 screen motion of the Gaussians covering a pixel, tracks are projected Gaussian centres with a
 depth-test visibility.
@@ -27,7 +27,7 @@ from motion4d.errors import InvalidArgumentError
 
 from .cameras import Cameras, look_at
 from .gaussians import Gaussians, quat_to_rotmat
-from .render import rasterize
+from .rendering import rasterize
 
 
 # -------------------------------------------------------------------- motions

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from motion4d.errors import BackendUnavailableError, InvalidArgumentError, NonFiniteError, ShapeError
 from splats import _raster_torch as rt
-from splats.cameras import Cameras, look_at
+from splats.cameras import Cameras, look_at, to_gsplat_intrinsics
 from splats.gaussians import Gaussians
-from splats.render import _shifted_intrinsics, eval_sh, rasterize, render
+from splats.rendering import eval_sh, rasterize, render
 
 
 def _scene(n: int = 60, seed: int = 0, dtype=torch.float32) -> Gaussians:
@@ -33,7 +34,7 @@ def _cameras(width: int = 24, height: int = 20, dtype=torch.float32) -> Cameras:
 def test_projection_matches_gsplat_torch_impl():
     ti = pytest.importorskip("gsplat.cuda._torch_impl")
     g, cams = _scene(200), _cameras(40, 30)
-    ks = _shifted_intrinsics(cams.K)
+    ks = to_gsplat_intrinsics(cams.K)
     cov, _ = ti._quat_scale_to_covar_preci(g.quats, g.scales, compute_preci=False)
     radii, means2d, depths, conics, _ = ti._fully_fused_projection(g.means, cov, cams.world_to_cam, ks, 40, 30)
     ours = rt.project(g.means, g.quats, g.scales, cams.world_to_cam, ks, 40, 30)
@@ -81,7 +82,7 @@ def chunking(request, monkeypatch):
 def _projected(n=50, seed=0, dtype=torch.float32, width=24, height=20, eps2d=0.3, scene=None):
     g = _scene(n, seed, dtype) if scene is None else scene
     cams = _cameras(width, height, dtype)
-    proj = rt.project(g.means, g.quats, g.scales, cams.world_to_cam, _shifted_intrinsics(cams.K), width, height,
+    proj = rt.project(g.means, g.quats, g.scales, cams.world_to_cam, to_gsplat_intrinsics(cams.K), width, height,
                       eps2d=eps2d, opacities=g.opacities)
     feats = torch.cat([g.colors.expand(2, -1, -1), proj.depths[..., None]], dim=-1)
     return proj, g.opacities, feats
@@ -301,7 +302,12 @@ def test_per_camera_gaussians_match_separate_renders():
 
 def test_package_level_render_is_callable_after_submodule_import():
     import splats
-    import splats.render  # noqa: F401  (rebinds the package attribute to the submodule)
+    import splats.gsplat_bridge
+    import splats.rendering  # binds the package attribute "rendering", not "render"
 
     img, _, _ = splats.render(_scene(10), _cameras())
     assert img.shape == (2, 20, 24, 3)
+    assert splats.render is splats.rendering.render
+    # no submodule may share the function's name: importing it would rebind splats.render
+    package_dir = Path(splats.__file__).parent
+    assert not (package_dir / "render.py").exists() and not (package_dir / "render").exists()

@@ -1,4 +1,4 @@
-"""Render Gaussians: gsplat's CUDA rasteriser for CUDA tensors, our PyTorch rasteriser otherwise.
+"""Render Gaussians (``splats.render``): gsplat's CUDA rasteriser for CUDA tensors, our PyTorch one otherwise.
 
 Both backends take the same arguments, produce the same images (pixel centres at integer
 coordinates, see :mod:`splats.cameras`) and return a ``meta`` dict with the keys gsplat's
@@ -6,12 +6,11 @@ coordinates, see :mod:`splats.cameras`) and return a ``meta`` dict with the keys
 ``height``, ``n_cameras``, ``gaussian_ids`` None), so densification works with either.
 
 The CUDA path is chosen only after checking that the tensors live on a CUDA device: calling gsplat
-on a CPU-only machine would start a long, failing JIT compile of its CUDA sources.
+on a CPU-only machine would start a long, failing JIT compile of its CUDA sources. The arguments it
+passes to gsplat are built by :mod:`splats.gsplat_bridge`.
 """
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import torch
@@ -20,8 +19,9 @@ from motion4d.checks import check_choice, check_finite, check_positive, check_sh
 from motion4d.errors import BackendUnavailableError, InvalidArgumentError, ShapeError
 
 from . import _raster_torch
-from .cameras import Cameras
+from .cameras import Cameras, to_gsplat_intrinsics
 from .gaussians import Gaussians
+from .gsplat_bridge import gsplat_installed, rasterize_gsplat
 
 MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 BACKENDS = ("auto", "torch", "gsplat")
@@ -63,13 +63,7 @@ def eval_sh(degree: int, sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
 
 def _gsplat_available_for(device: torch.device) -> bool:
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    try:
-        import gsplat  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return device.type == "cuda" and torch.cuda.is_available() and gsplat_installed()
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
@@ -88,14 +82,6 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
     if backend == "auto":
         return "gsplat" if dtype == torch.float32 and _gsplat_available_for(device) else "torch"
     return "torch"
-
-
-def _shifted_intrinsics(Ks: torch.Tensor) -> torch.Tensor:
-    """Our integer-pixel-centre intrinsics -> gsplat's (pixel centres at +0.5)."""
-    shift = torch.zeros_like(Ks)
-    shift[..., 0, 2] = 0.5
-    shift[..., 1, 2] = 0.5
-    return Ks + shift
 
 
 def rasterize(
@@ -165,8 +151,9 @@ def rasterize(
         if backgrounds.dim() == 1:
             backgrounds = backgrounds.expand(c, -1)
     if resolve_backend(backend, device, means.dtype) == "gsplat":
-        return _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
-                                 mode, backgrounds, near_plane, far_plane, eps2d, per_camera)
+        return rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                                sh_degree=sh_degree, mode=mode, backgrounds=backgrounds, near_plane=near_plane,
+                                far_plane=far_plane, eps2d=eps2d)
     return _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
                             mode, backgrounds, near_plane, far_plane, eps2d, max_pairs)
 
@@ -174,7 +161,7 @@ def rasterize(
 def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, mode,
                      backgrounds, near_plane, far_plane, eps2d, max_pairs):
     c = viewmats.shape[0]
-    ks = _shifted_intrinsics(Ks)
+    ks = to_gsplat_intrinsics(Ks)
     proj = _raster_torch.project(means, quats, scales, viewmats, ks, width, height, eps2d, near_plane, far_plane,
                                  opacities=opacities)
     n = proj.depths.shape[1]
@@ -225,37 +212,6 @@ def _finish(images, alphas, mode, backgrounds):
     return images
 
 
-def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, mode,
-                      backgrounds, near_plane, far_plane, eps2d, per_camera):
-    from gsplat import rasterization
-
-    c = viewmats.shape[0]
-    ks = _shifted_intrinsics(Ks)
-    common = dict(width=width, height=height, near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
-                  sh_degree=sh_degree, packed=False, render_mode=mode, rasterize_mode="classic")
-    if not per_camera and all(t.dim() == d for t, d in ((quats, 2), (scales, 2), (opacities, 1))) and \
-            colors.dim() == (2 if sh_degree is None else 3):
-        images, alphas, meta = rasterization(means, quats, scales, opacities, colors, viewmats, ks,
-                                             backgrounds=backgrounds, **common)
-        meta["backend"] = "gsplat"
-        return images, alphas, meta
-    n = means.shape[-2]
-    # Per-camera Gaussians: one gsplat batch entry per camera, each with a single view.
-    def per_cam(x: torch.Tensor, base_dims: int) -> torch.Tensor:
-        return x if x.dim() > base_dims else x.expand(c, *x.shape)
-    images, alphas, meta = rasterization(
-        per_cam(means, 2), per_cam(quats, 2), per_cam(scales, 2), per_cam(opacities, 1),
-        per_cam(colors, 2 if sh_degree is None else 3), viewmats[:, None], ks[:, None],
-        backgrounds=None if backgrounds is None else backgrounds[:, None], **common)
-    images, alphas = images[:, 0], alphas[:, 0]
-    # meta["means2d"] stays [C, 1, N, 2]: it is the tensor whose .grad autograd fills (a reshaped
-    # view would not receive it); readers reshape the gradient to [C, N, 2].
-    meta["radii"] = meta["radii"].reshape(c, n, 2)
-    meta["n_cameras"] = c
-    meta["backend"] = "gsplat"
-    return images, alphas, meta
-
-
 def render(
     gaussians: Gaussians,
     cameras: Cameras,
@@ -302,15 +258,3 @@ def render(
         sh_degree=gaussians.sh_degree, mode=mode, backgrounds=bg, near_plane=near_plane, far_plane=far_plane,
         eps2d=eps2d, backend=backend,
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``splats.render`` names both this module and its ``render`` function (the package's lazy
-    map). Importing the submodule rebinds the package attribute to the module, so the module itself
-    forwards calls to :func:`render` to keep ``splats.render(gaussians, cameras, ...)`` working."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        return render(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
