@@ -11,7 +11,7 @@ import torch
 
 import motion
 from motion.models.blocks import coords_grid, sample_bilinear
-from motion.train import (
+from motion.training import (
     AugmentConfig,
     ClipAugmentor,
     ClipDataset,
@@ -344,14 +344,14 @@ def test_loop_rejects_bad_settings():
 def test_clip_loss_uses_the_models_own_loss_when_it_has_one():
     """SplatFlow / StreamFlow define ``loss``; the trainer must use it instead of the generic one."""
     from motion.models.tiny import TinyFlow
-    from motion.train import SupervisedStep, clip_loss
+    from motion.training import SupervisedStep, clip_loss
 
     calls = []
 
     class TinyWithLoss(TinyFlow):
-        def loss(self, output, target, valid=None, gamma=0.8, max_flow=400.0):
-            calls.append((len(output.extras["forward_iterations"]), tuple(target.shape), gamma))
-            return (output.forward - target).abs().mean() * 0 + 7.0, {"own": 1.0}
+        def loss(self, predictions, batch, gamma=0.8, max_flow=400.0):
+            calls.append((len(predictions), tuple(batch["flow_forward"].shape), gamma))
+            return (predictions[-1] - batch["flow_forward"]).abs().mean() * 0 + 7.0, {"own": 1.0}
 
     torch.manual_seed(0)
     model = TinyWithLoss().train()
