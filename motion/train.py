@@ -3,5 +3,5 @@ TrainConfig, train`` (and the other names it held) keep working: everything live
 :mod:`motion.training` now."""
 from __future__ import annotations
 
-from .training import *
+from .training import *  # noqa: F403  (every public name of motion.training)
 from .training import __all__  # noqa: F401  (re-exported)

@@ -166,3 +166,26 @@ def test_eraser_follows_each_models_recipe(tmp_path):
     assert clips.augment_config(0, sparse=False).eraser_prob == 0.5
     with pytest.raises(InvalidArgumentError, match="eraser_prob"):
         tr.RunConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=2.0).validate()
+
+
+def test_run_config_is_the_library_config_plus_the_run(sintel, tmp_path):
+    import argparse
+    import dataclasses
+
+    from motion.training import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    tr.build_parser(parser)
+    # a mixture without a stage: a short run with its own loop defaults, the rest TrainConfig's
+    custom = tr.config_from_args(parser.parse_args(["--model", "tiny-flow", "--mixture", "sintel_final", "--out", "x"]))
+    assert isinstance(custom, TrainConfig)
+    assert (custom.steps, custom.lr, custom.gamma) == (1000, 1.25e-4, 0.85)
+    assert (custom.clip, custom.batch_size, custom.iters, custom.reverse_prob) == (1.0, 8, 12, 0.3)
+    staged = tr.config_from_args(parser.parse_args(["--model", "videoflow-mof", "--stage", "things", "--out", "x", "--lr", "1e-4"]))
+    assert (staged.steps, staged.lr, staged.gamma, staged.iters, staged.amp) == (125_000, 1e-4, 0.8, 6, "auto")
+    # what the loop sees (and compares on resume) is the TrainConfig part alone
+    recipe = staged.recipe()
+    assert type(recipe) is TrainConfig
+    assert dataclasses.asdict(recipe) == {f.name: getattr(staged, f.name) for f in dataclasses.fields(TrainConfig)}
+    with pytest.raises(InvalidArgumentError, match="gamma"):
+        _config(sintel, tmp_path, gamma=1.5).validate()
