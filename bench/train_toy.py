@@ -1,7 +1,7 @@
 """A toy VideoFlow training run on synthetic clips: does the network learn motion in a few minutes of CPU?
 
 The recipe of ``tests/motion/test_train_toy.py`` with every setting as an argument (the defaults are the
-test's). Training clips are :class:`motion.train.SyntheticClips` scenes (by default only the moving
+test's). Training clips are :class:`motion.training.SyntheticClips` scenes (by default only the moving
 background: a global motion in a random direction per clip; ``--layers`` adds foreground layers),
 rendered once before training and randomly cropped; held-out clips use scene seeds never trained on.
 Printed: the training loss and EPE per logged window, the held-out end-point error of the untrained
@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import motion  # noqa: E402
-from motion.train import AugmentConfig, SyntheticClips, TrainConfig, evaluate_epe, train  # noqa: E402
+from motion.training import AugmentConfig, SyntheticClips, TrainConfig, evaluate_epe, train  # noqa: E402
 
 
 def constant_flow_epe(clips: list[dict], flow: np.ndarray) -> float:

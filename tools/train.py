@@ -2,12 +2,14 @@
 
 Trains any trainable registered flow model with the papers' staged recipe (FlyingThings3D, then the
 Sintel mixture ``100*sintel_clean+100*sintel_final+200*kitti+5*hd1k+things``, then KITTI). The recipe
-and the training loop are :mod:`motion.train`'s (:func:`motion.train.train`, the one loop: sequence
+and the training loop are :mod:`motion.training`'s (:func:`motion.training.train`, the one loop: sequence
 loss, AdamW + OneCycle, gradient clipping, RAFT augmentation applied identically to every frame of a
 clip, temporal reversal, automatic mixed precision on CUDA, checkpoints that resume bit-exactly, CSV /
-TensorBoard logs, tqdm, distributed data parallel). This tool adds the model and the data around it:
-stage presets per model, weighted data-set mixtures (:mod:`motion.data.mixing`) with the papers'
-per-data-set zoom ranges, RAFT's sparse augmentation for KITTI / HD1K.
+TensorBoard logs, tqdm, distributed data parallel) and its stage presets per model
+(:mod:`motion.training.recipes`). This tool adds the command line, the model and the data around it:
+weighted data-set mixtures (:mod:`motion.data.mixing`) with the papers' per-data-set zoom ranges,
+RAFT's sparse augmentation for KITTI / HD1K. Its :class:`RunConfig` is the library's
+:class:`~motion.training.TrainConfig` plus the model, data and output settings.
 
 Scale-out: run it under ``torchrun --nproc_per_node=N -m tools.cli train ...`` (or ``srun``):
 every process reads RANK / WORLD_SIZE / LOCAL_RANK, joins an NCCL (GPU) or gloo (CPU) group and
@@ -26,52 +28,19 @@ and the prediction).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-import motion.train as motion_train
-from motion.train import AugmentConfig, ClipDataset, TrainResult
+from motion import training
+from motion.training import AugmentConfig, ClipDataset, TrainConfig, TrainResult
+from motion.training.recipes import AUGMENT_RANGES, STAGES, eraser_prob_for, stage_settings
 from motion4d.errors import InvalidArgumentError
 
-#: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes below).
-#: ``amp``: False where the official recipe trains in fp32, "auto" (on CUDA) where it uses AMP.
-STAGES: dict[str, dict[str, Any]] = {
-    "things": {"mixture": "things_clean+things_final", "steps": 120_000, "lr": 2.5e-4, "batch_size": 8,
-               "crop": (432, 960), "gamma": 0.8, "weight_decay": 1e-4, "amp": False},
-    "sintel": {"mixture": "100*sintel_clean+100*sintel_final+200*kitti+5*hd1k+things", "steps": 120_000,
-               "lr": 1.25e-4, "batch_size": 8, "crop": (432, 960), "gamma": 0.85, "weight_decay": 1e-4, "amp": False},
-    "kitti": {"mixture": "kitti", "steps": 80_000, "lr": 1.25e-4, "batch_size": 8, "crop": (432, 960),
-              "gamma": 0.85, "weight_decay": 1e-4, "amp": False, "augment_ranges": {"kitti": (-0.2, 0.4, False)}},
-}
-
-#: registered-name prefix -> stage -> settings that differ from :data:`STAGES` (research notes 2.7, 3.6, 4.6).
-MODEL_STAGES: dict[str, dict[str, dict[str, Any]]] = {
-    "videoflow-mof": {
-        "things": {"steps": 125_000, "amp": "auto", "iters": 6},
-        "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 40_000, "amp": "auto"},
-        "kitti": {"steps": 25_000},
-    },
-    "splatflow": {
-        "things": {"steps": 100_000, "lr": 1.25e-4, "crop": (400, 720), "weight_decay": 1e-5},
-        "sintel": {"lr": 1.25e-4, "batch_size": 6, "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
-        "kitti": {"mixture": "20*sintel_clean+420*kitti+10*hd1k+things", "steps": 50_000, "batch_size": 6,
-                  "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
-    },
-    "streamflow": {
-        "things": {"steps": 300_000, "lr": 6e-4, "batch_size": 16, "crop": (400, 720), "weight_decay": 1e-5, "amp": "auto"},
-        "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 180_000,
-                   "lr": 1.75e-4, "weight_decay": 1e-5},
-    },
-}
-
-#: registered-name prefix -> probability of RAFT's eraser (occlusion) augmentation in its recipe
-#: (research note 1: on in VideoFlow-BOF's 3-frame augmentor, off in the multi-frame ones)
-ERASER_PROB: dict[str, float] = {"videoflow-bof": 0.5}
+#: loop settings of a ``--mixture`` run without ``--stage`` where they differ from :class:`TrainConfig`'s
+#: (a short fine-tuning run; a stage preset sets its own)
+MIXTURE_DEFAULTS: dict[str, Any] = {"steps": 1000, "lr": 1.25e-4, "gamma": 0.85}
 
 #: conventional folder names under ``--data-root`` per reader
 DATA_FOLDERS: dict[str, tuple[str, ...]] = {
@@ -82,17 +51,12 @@ DATA_FOLDERS: dict[str, tuple[str, ...]] = {
     "chairs": ("FlyingChairs_release", "FlyingChairs", "chairs"),
 }
 
-#: mixture component -> (min, max log2 zoom, flips) of the papers' augmentation (research notes 2.7)
-AUGMENT_RANGES: dict[str, tuple[float, float, bool]] = {
-    "things": (-0.4, 0.8, True), "things_clean": (-0.4, 0.8, True), "things_final": (-0.4, 0.8, True),
-    "sintel_clean": (-0.2, 0.6, True), "sintel_final": (-0.2, 0.6, True),
-    "kitti": (-0.3, 0.5, True), "hd1k": (-0.5, 0.2, True), "chairs": (-0.1, 1.0, True),
-}
 
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on (written to ``train_config.json``)."""
+@dataclass(kw_only=True)
+class RunConfig(TrainConfig):
+    """Everything a run depends on (written to ``train_config.json``): the library's
+    :class:`~motion.training.TrainConfig` (recipe and loop settings) plus the model, the data and
+    the output around it."""
 
     model: str
     out_dir: str
@@ -101,115 +65,48 @@ class TrainConfig:
     stage: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
-    steps: int = 1000
-    batch_size: int = 8  # global: divided over the processes
-    lr: float = 1.25e-4
-    weight_decay: float = 1e-4
-    epsilon: float = 1e-8
-    gamma: float = 0.85
-    clip_grad: float = 1.0
-    max_flow: float = 400.0
-    iters: int = 12  # refinement iterations in training (VideoFlow-MOF on Things: 6)
-    crop: tuple[int, int] = (432, 960)
-    augment: bool = True  # RAFT augmentation; False: random crops only
-    reverse_prob: float = 0.3  # temporal reversal of a clip
     augment_ranges: dict[str, tuple[float, float, bool]] = field(default_factory=dict)  # overrides AUGMENT_RANGES
-    eraser_prob: float | None = None  # None: the model's recipe (ERASER_PROB, else 0)
+    eraser_prob: float | None = None  # None: the model's recipe (recipes.ERASER_PROB, else 0)
     clip_length: int | None = None  # default: the model's frames_per_window
     reader_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    amp: bool | str = "auto"  # "auto": on CUDA only
-    seed: int = 1234
-    num_workers: int = 0
-    log_every: int = 100
-    checkpoint_every: int = 5000
     device: str = "auto"
     resume: str | None = None  # None, "auto" (out_dir/checkpoints/last.pt if present) or a path
-    progress: bool = True
 
     def validate(self) -> None:
-        self.recipe().validate()
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("lr", "gamma", "clip_grad", "max_flow"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
-        if len(self.crop) != 2 or min(self.crop) < 1:
-            raise InvalidArgumentError(f"crop must be (H, W), got {self.crop!r}")
-        if self.num_workers < 0:
-            raise InvalidArgumentError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not 0 <= self.reverse_prob <= 1:
-            raise InvalidArgumentError(f"reverse_prob must be in [0, 1], got {self.reverse_prob}")
+        super().validate()
         if self.eraser_prob is not None and not 0 <= self.eraser_prob <= 1:
             raise InvalidArgumentError(f"eraser_prob must be in [0, 1], got {self.eraser_prob}")
 
     def resolved_eraser_prob(self) -> float:
         """``eraser_prob``, or the model's recipe value when None."""
-        if self.eraser_prob is not None:
-            return float(self.eraser_prob)
-        return next((p for prefix, p in ERASER_PROB.items() if self.model.startswith(prefix)), 0.0)
+        return float(self.eraser_prob) if self.eraser_prob is not None else eraser_prob_for(self.model)
 
-    def recipe(self) -> motion_train.TrainConfig:
-        """The :class:`motion.train.TrainConfig` of this run (recipe and loop settings)."""
-        return motion_train.TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                      epsilon=self.epsilon, gamma=self.gamma, max_flow=self.max_flow, iters=self.iters,
-                      clip=self.clip_grad, reverse_prob=self.reverse_prob, crop=tuple(self.crop),
-                      augment=self.augment, amp=self.amp, seed=self.seed, num_workers=self.num_workers,
-                      log_every=self.log_every, checkpoint_every=self.checkpoint_every, progress=self.progress,
-                      preview=True)
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["crop"] = list(self.crop)
-        data["augment_ranges"] = {k: list(v) for k, v in self.augment_ranges.items()}
-        return data
+    def recipe(self) -> TrainConfig:
+        """The :class:`~motion.training.TrainConfig` part alone: what the loop runs and compares on resume."""
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 
-def stage_config(model: str, stage: str, **overrides: Any) -> TrainConfig:
-    """The recipe of ``stage`` for ``model``, with ``overrides`` (None values ignored)."""
-    if stage not in STAGES:
-        raise InvalidArgumentError(f"stage must be one of {sorted(STAGES)}, got {stage!r}")
-    settings = dict(STAGES[stage])
-    for prefix in sorted(MODEL_STAGES, key=len, reverse=True):
-        if model.startswith(prefix):
-            settings.update(MODEL_STAGES[prefix].get(stage, {}))
-            break
+def stage_config(model: str, stage: str, **overrides: Any) -> RunConfig:
+    """The recipe of ``stage`` for ``model`` (:func:`motion.training.recipes.stage_settings`), with
+    ``overrides`` (None values ignored)."""
+    settings = stage_settings(model, stage)
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(model=model, stage=stage, **settings)
+    return RunConfig(model=model, stage=stage, **settings)
 
 
 # --------------------------------------------------------------------------------------------------
 # Training clips
 
 
-def sample_to_item(sample) -> dict[str, Any]:
-    """A :class:`~motion.data.FlowSample` as a :mod:`motion.train` item (pairs without ground truth
-    and missing backward flow get all-invalid masks, so every item of a mixture has the same keys)."""
-    frames = sample.frames.transpose(0, 3, 1, 2)
-    has = sample.has_flow[:, None, None]
-    item = {"frames": frames, "flow_forward": sample.flow.transpose(0, 3, 1, 2),
-            "valid_forward": (sample.valid & has).astype(np.float32)}
-    if sample.flow_backward is not None:
-        has_bw = sample.has_flow_backward[:, None, None]
-        item["flow_backward"] = sample.flow_backward.transpose(0, 3, 1, 2)
-        item["valid_backward"] = (sample.valid_backward & has_bw).astype(np.float32)
-    else:
-        item["flow_backward"] = np.zeros_like(item["flow_forward"])
-        item["valid_backward"] = np.zeros_like(item["valid_forward"])
-    return item
-
-
 class TrainClips(ClipDataset):
-    """Mixture samples as :mod:`motion.train` clips, every random draw seeded by ``(seed, epoch, index)``.
+    """Mixture samples as :mod:`motion.training` clips, every random draw seeded by ``(seed, epoch, index)``.
 
     Each component gets the papers' zoom range and flips (:data:`AUGMENT_RANGES`, overridable):
     dense ground truth RAFT's dense augmentation, sparse ground truth (KITTI, HD1K) RAFT's sparse one
     (valid pixels scattered to the new grid, never interpolated). ``augment=False``: random crops.
     """
 
-    def __init__(self, mixture, config: TrainConfig) -> None:
+    def __init__(self, mixture, config: RunConfig) -> None:
         super().__init__(mixture, config.recipe())
         self.mixture = mixture
         self.ranges = {**AUGMENT_RANGES, **{k: tuple(v) for k, v in config.augment_ranges.items()}}
@@ -221,9 +118,6 @@ class TrainClips(ClipDataset):
 
     def summary(self) -> str:
         return self.mixture.summary()
-
-    def item(self, index: int) -> dict[str, Any]:
-        return sample_to_item(self.mixture[index])
 
     def augment_config(self, index: int, sparse: bool) -> AugmentConfig:
         part, _ = self.mixture.locate(int(index))
@@ -240,7 +134,7 @@ class TrainClips(ClipDataset):
 # Training
 
 
-def build_dataset(config: TrainConfig, clip_length: int):
+def build_dataset(config: RunConfig, clip_length: int) -> TrainClips:
     """The :class:`TrainClips` of ``config.mixture`` with clips of ``clip_length`` frames."""
     from motion.data.mixing import build_mixture
 
@@ -249,12 +143,12 @@ def build_dataset(config: TrainConfig, clip_length: int):
     return TrainClips(mixture, config)
 
 
-def train(config: TrainConfig, ctx=None) -> TrainResult:
+def train(config: RunConfig, ctx=None) -> TrainResult:
     """Run (or resume) the training described by ``config`` in this process of the job ``ctx``.
 
-    Builds the model and the mixture, then runs :func:`motion.train.train` (the one training loop).
+    Builds the model and the mixture, then runs :func:`motion.training.train` (the one training loop).
     ``ctx`` defaults to :func:`motion.distributed.setup_distributed` from the environment (torchrun).
-    Returns its :class:`motion.train.TrainResult`.
+    Returns its :class:`motion.training.TrainResult`.
     """
     import motion
     from motion.distributed import seed_everything, setup_distributed
@@ -272,8 +166,8 @@ def train(config: TrainConfig, ctx=None) -> TrainResult:
     run_info = {"model_options": config.model_options, "mixture": config.mixture, "clip_length": config.clip_length,
                 "augment_ranges": {k: list(v) for k, v in config.augment_ranges.items()},
                 "clip_length_resolved": clip_length, "eraser_prob": config.resolved_eraser_prob()}
-    return motion_train.train(model, dataset, config.recipe(), config.out_dir, model_name=config.model,
-                      resume=config.resume, device=ctx.device, ctx=ctx, run_info=run_info)
+    return training.train(model, dataset, config.recipe(), config.out_dir, model_name=config.model,
+                          resume=config.resume, device=ctx.device, ctx=ctx, run_info=run_info)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,7 +237,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
     from tools._common import parse_options
 
     if args.stage is None and args.mixture is None:
@@ -364,8 +258,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     if args.stage is not None:
         return stage_config(args.model, args.stage, **overrides, **common)
-    settings = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(model=args.model, **settings, **common)
+    settings = {**MIXTURE_DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+    return RunConfig(model=args.model, **settings, **common)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,19 +114,22 @@ class FlowSample:
                 f"{self.dataset} sample {self.sequence}: cannot reverse a clip without backward ground truth"
             )
         last = self.num_frames - 2
+        (flow, valid, has_flow), (flow_bw, valid_bw, has_bw) = reverse_pairs(
+            (self.flow, self.valid, self.has_flow), (self.flow_backward, self.valid_backward, self.has_flow_backward)
+        )
         return FlowSample(
             frames=self.frames[::-1].copy(),
-            flow=self.flow_backward[::-1].copy(),
-            valid=self.valid_backward[::-1].copy(),
-            has_flow=self.has_flow_backward[::-1].copy(),
+            flow=flow,
+            valid=valid,
+            has_flow=has_flow,
             target=None if self.target is None else last - self.target,
             dataset=self.dataset,
             sequence=self.sequence,
             frame_ids=self.frame_ids[::-1],
             image_paths=self.image_paths[::-1],
-            flow_backward=self.flow[::-1].copy(),
-            valid_backward=self.valid[::-1].copy(),
-            has_flow_backward=self.has_flow[::-1].copy(),
+            flow_backward=flow_bw,
+            valid_backward=valid_bw,
+            has_flow_backward=has_bw,
         )
 
     def to_tensors(self) -> dict[str, Any]:
@@ -160,6 +163,20 @@ class FlowSample:
         for name, value in self.extras.items():
             out[name] = torch.from_numpy(np.ascontiguousarray(value))
         return out
+
+
+def reverse_pairs(forward: Sequence[Any], backward: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Per-pair ground truth of a clip played backwards: ``(new forward, new backward)``.
+
+    Pair t of the reversed clip runs from original frame T-1-t to T-2-t, so its forward ground truth
+    is the original backward pair T-2-t and its backward ground truth the original forward pair T-2-t.
+    ``forward`` / ``backward`` hold matching per-pair arrays of each direction with the pairs on axis
+    0 (e.g. flow ``[T-1, ...]``, valid ``[T-1, H, W]``, has_flow ``[T-1]``), numpy (copied) or torch.
+    """
+    def flip(array: Any) -> Any:
+        return array.flip(0) if isinstance(array, torch.Tensor) else array[::-1].copy()
+
+    return [flip(a) for a in backward], [flip(a) for a in forward]
 
 
 def collate_flow_samples(samples: Sequence[FlowSample]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ Two ways to carry the temporal feature over a video (``carry``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -184,7 +184,7 @@ class SplatFlow(FlowModel):
     """SplatFlow behind the :class:`FlowModel` interface (see the module docstring).
 
     In training mode ``extras["forward_iterations"]`` holds the per-iteration predictions
-    ``[B, T-1, 2, H, W]`` for :meth:`loss`.
+    ``[B, T-1, 2, H, W]`` (:meth:`training_predictions`, consumed by :meth:`loss`).
     """
 
     frames_per_window: ClassVar[int] = 3
@@ -218,16 +218,14 @@ class SplatFlow(FlowModel):
             self.cnet.eval()  # frozen backbone: its BatchNorm statistics stay fixed too
         return self
 
-    @staticmethod
     def loss(
-        output: FlowOutput, target: torch.Tensor, valid: torch.Tensor | None = None, gamma: float = 0.8,
+        self, predictions: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor], gamma: float = 0.8,
         max_flow: float = MAX_FLOW,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """SplatFlow's sequence loss over all pairs of the clip (see :func:`splatflow_loss`)."""
-        iterations = output.extras.get("forward_iterations")
-        if not iterations:
-            raise InvalidArgumentError("the output holds no per-iteration predictions; run the model in training mode")
-        return splatflow_loss(iterations, target, valid, gamma, max_flow)
+        """SplatFlow's sequence loss over all forward pairs of the clip (see :func:`splatflow_loss`):
+        ``predictions`` ``[B, T-1, 2, H, W]`` from :meth:`training_predictions`, ``batch`` as
+        :meth:`FlowModel.loss <motion.models.base.FlowModel.loss>` takes it."""
+        return splatflow_loss(list(predictions), batch["flow_forward"], batch.get("valid_forward"), gamma, max_flow)
 
     # ------------------------------------------------------------------ public API
 

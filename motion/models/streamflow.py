@@ -216,7 +216,7 @@ class StreamFlow(FlowModel):
     """StreamFlow behind the :class:`FlowModel` interface (see the module docstring).
 
     In training mode (``N == group_size``) ``extras["forward_iterations"]`` holds the per-iteration
-    predictions ``[B, T-1, 2, H, W]`` for :meth:`loss`.
+    predictions ``[B, T-1, 2, H, W]`` (:meth:`training_predictions`, consumed by :meth:`loss`).
     """
 
     min_frames: ClassVar[int] = 2
@@ -240,14 +240,14 @@ class StreamFlow(FlowModel):
     # ------------------------------------------------------------------ training
 
     def loss(
-        self, output: FlowOutput, target: torch.Tensor, valid: torch.Tensor | None = None, gamma: float = 0.8,
+        self, predictions: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor], gamma: float = 0.8,
         max_flow: float = MAX_FLOW,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """StreamFlow's loss (see :func:`streamflow_loss`), honouring ``config.supervise``."""
-        iterations = output.extras.get("forward_iterations")
-        if not iterations:
-            raise InvalidArgumentError("the output holds no per-iteration predictions; run the model in training mode")
-        return streamflow_loss(iterations, target, valid, gamma, max_flow, last_only=self.config.supervise == "last")
+        """StreamFlow's loss (see :func:`streamflow_loss`), honouring ``config.supervise``:
+        ``predictions`` ``[B, T-1, 2, H, W]`` from :meth:`training_predictions`, ``batch`` as
+        :meth:`FlowModel.loss <motion.models.base.FlowModel.loss>` takes it."""
+        return streamflow_loss(list(predictions), batch["flow_forward"], batch.get("valid_forward"), gamma, max_flow,
+                               last_only=self.config.supervise == "last")
 
     # ------------------------------------------------------------------ public API
 

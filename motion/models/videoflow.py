@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ from ..padding import InputPadder
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
+    MAX_FLOW,
     MOTION_KERNELS,
     UPDATER_KERNELS,
     BasicEncoder,
@@ -53,6 +54,7 @@ from .blocks import (
     mask_head,
     normalize_images,
     sample_bilinear,
+    sequence_loss,
 )
 
 HIDDEN = 128
@@ -260,6 +262,26 @@ class VideoFlow(FlowModel):
         self.att = GMAAttention(CONTEXT, heads=1, dim_head=128, max_pos_size=160)
         # BOF's mask logits list the c->prev mask first, MOF's the forward (c->next) mask first
         self._mask_next_first = mof
+
+    # ------------------------------------------------------------------ training
+
+    def training_predictions(self, frames: torch.Tensor, iters: int | None = None) -> list[torch.Tensor]:
+        """The official training forward: the N-2 interior frames of each clip ``[B, N, 3, H, W]`` in
+        both directions (:meth:`interior_flows`), one prediction ``[B, 2(N-2), 2, H, W]`` per
+        iteration: the forward flows of frames 1..N-2, then their backward flows."""
+        out = self.interior_flows(frames, iters=iters, all_iterations=True)
+        return [torch.cat([f, b], dim=1) for f, b in out.iterations]
+
+    def loss(
+        self, predictions: Sequence[torch.Tensor], batch: Mapping[str, torch.Tensor], gamma: float = 0.8,
+        max_flow: float = MAX_FLOW,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sequence loss of :meth:`training_predictions` against the interior frames' ground truth:
+        forward pairs 1..N-2 and backward pairs 0..N-3 of ``batch`` (as :meth:`FlowModel.loss
+        <motion.models.base.FlowModel.loss>` takes it)."""
+        target = torch.cat([batch["flow_forward"][:, 1:], batch["flow_backward"][:, :-1]], dim=1)
+        valid = torch.cat([batch["valid_forward"][:, 1:], batch["valid_backward"][:, :-1]], dim=1)
+        return sequence_loss(predictions, target, valid, gamma=gamma, max_flow=max_flow)
 
     # ------------------------------------------------------------------ public API
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import motion
-from motion.models.base import FlowOutput
 from motion.models.checkpoints import named_weights_url, save_checkpoint
 from motion.models.splatflow import SP_BRANCH, SplatFlow, load_splatflow_weights, splatflow_loss
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
@@ -239,8 +238,8 @@ def test_part_stage_trains_only_the_temporal_branch():
     assert not m.cnet.training  # frozen backbone keeps its BatchNorm statistics
     stats = m.cnet.norm1.running_mean.clone()
     frames = frames_of(3, seed=6)
-    out = m(frames)
-    loss, _ = m.loss(out, torch.zeros_like(out.forward))
+    predictions = m.training_predictions(frames)
+    loss, _ = m.loss(predictions, {"flow_forward": torch.zeros_like(predictions[-1])})
     loss.backward()
     assert torch.equal(m.cnet.norm1.running_mean, stats)
     assert m.update.gru_sp.convz1.weight.grad is not None and m.update.gru_sp.convz1.weight.grad.abs().sum() > 0
@@ -280,4 +279,4 @@ def test_bad_inputs_raise_clear_errors(model):
     with pytest.raises(InvalidArgumentError, match="unknown option"):
         motion.create("splatflow", device="cpu", T=4)
     with pytest.raises(InvalidArgumentError, match="training mode"):
-        model.loss(FlowOutput(torch.zeros(1, 1, 2, 8, 8)), torch.zeros(1, 1, 2, 8, 8))
+        model.eval().training_predictions(frames_of(2, seed=8))  # no per-iteration predictions in eval mode

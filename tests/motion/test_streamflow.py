@@ -201,7 +201,7 @@ def test_training_mode_gives_every_iteration_and_gradients():
     out = m(frames)
     its = out.extras["forward_iterations"]
     assert len(its) == 2 and its[-1].shape == (1, 2, 2, 64, 72)
-    loss, _ = m.loss(out, torch.zeros_like(out.forward))
+    loss, _ = m.loss(its, {"flow_forward": torch.zeros_like(out.forward)})
     loss.backward()
     assert m.update_block.flow_head.ffn2[2].weight.grad.abs().sum() > 0
     assert m.fnet.svt.patch_embeds[0].proj.weight.grad.abs().sum() > 0

@@ -11,7 +11,7 @@ import torch
 
 import motion
 from motion.models.blocks import coords_grid, sample_bilinear
-from motion.train import (
+from motion.training import (
     AugmentConfig,
     ClipAugmentor,
     ClipDataset,
@@ -344,14 +344,14 @@ def test_loop_rejects_bad_settings():
 def test_clip_loss_uses_the_models_own_loss_when_it_has_one():
     """SplatFlow / StreamFlow define ``loss``; the trainer must use it instead of the generic one."""
     from motion.models.tiny import TinyFlow
-    from motion.train import SupervisedStep, clip_loss
+    from motion.training import SupervisedStep, clip_loss
 
     calls = []
 
     class TinyWithLoss(TinyFlow):
-        def loss(self, output, target, valid=None, gamma=0.8, max_flow=400.0):
-            calls.append((len(output.extras["forward_iterations"]), tuple(target.shape), gamma))
-            return (output.forward - target).abs().mean() * 0 + 7.0, {"own": 1.0}
+        def loss(self, predictions, batch, gamma=0.8, max_flow=400.0):
+            calls.append((len(predictions), tuple(batch["flow_forward"].shape), gamma))
+            return (predictions[-1] - batch["flow_forward"]).abs().mean() * 0 + 7.0, {"own": 1.0}
 
     torch.manual_seed(0)
     model = TinyWithLoss().train()
@@ -368,3 +368,133 @@ def test_clip_loss_uses_the_models_own_loss_when_it_has_one():
     # without a model loss the generic sequence loss is used
     plain, _ = clip_loss(SupervisedStep(TinyFlow().train(), iters=2), batch, TrainConfig(gamma=0.85))
     assert plain.item() != 7.0
+
+
+# --------------------------------------------------------------------------- model capabilities
+
+
+def reference_sequence_loss(predictions, target, valid, gamma, max_flow=400.0) -> float:
+    """RAFT's loss written out: sum_i gamma^(N-1-i) * mean over all pixels and channels of valid * |p_i - gt|."""
+    mask = (valid > 0.5) & (target.norm(dim=-3) < max_flow)
+    n = len(predictions)
+    return sum(gamma ** (n - 1 - i) * (mask[..., None, :, :] * (p - target).abs()).mean().item()
+               for i, p in enumerate(predictions))
+
+
+def flow_batch(b: int, t: int, h: int, w: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "frames": torch.rand(b, t, 3, h, w, generator=g),
+        "flow_forward": 3 * torch.randn(b, t - 1, 2, h, w, generator=g),
+        "flow_backward": 3 * torch.randn(b, t - 1, 2, h, w, generator=g),
+        "valid_forward": (torch.rand(b, t - 1, h, w, generator=g) > 0.3).float(),
+        "valid_backward": (torch.rand(b, t - 1, h, w, generator=g) > 0.3).float(),
+    }
+
+
+def test_default_training_capabilities_score_the_matching_targets():
+    from motion.models.tiny import TinyFlow
+
+    torch.manual_seed(0)
+    model = TinyFlow().train()
+    batch = flow_batch(2, 3, 16, 24)
+    predictions = model.training_predictions(batch["frames"], iters=5)  # TinyFlow runs its own 2 iterations
+    expected = model(batch["frames"]).extras["forward_iterations"]
+    assert len(predictions) == len(expected) == 2
+    for p, e in zip(predictions, expected):
+        torch.testing.assert_close(p, e, rtol=0, atol=0)
+    loss, metrics = model.loss(predictions, batch, gamma=0.85)
+    assert loss.item() == pytest.approx(reference_sequence_loss(predictions, batch["flow_forward"], batch["valid_forward"], 0.85), rel=1e-5)
+    assert set(metrics) == {"epe", "1px", "3px", "5px"}
+    # predictions of both directions ([B, 2(T-1), ...]) are scored against forward then backward ground truth
+    both = [torch.cat([p, -p], dim=1).detach() for p in predictions]
+    target = torch.cat([batch["flow_forward"], batch["flow_backward"]], dim=1)
+    valid = torch.cat([batch["valid_forward"], batch["valid_backward"]], dim=1)
+    assert model.loss(both, batch, gamma=0.8)[0].item() == pytest.approx(reference_sequence_loss(both, target, valid, 0.8), rel=1e-5)
+    # no masks: every pixel counts
+    plain = {"flow_forward": batch["flow_forward"]}
+    ones = torch.ones_like(batch["valid_forward"])
+    assert model.loss(predictions, plain)[0].item() == pytest.approx(reference_sequence_loss(predictions, plain["flow_forward"], ones, 0.8), rel=1e-5)
+
+
+def test_videoflow_trains_on_its_interior_frames():
+    torch.manual_seed(0)
+    model = motion.create("videoflow-mof", device="cpu", encoder="basic", iters=2).train()
+    batch = flow_batch(1, 4, 64, 64, seed=1)
+    predictions = model.training_predictions(batch["frames"], iters=2)
+    interior = model.interior_flows(batch["frames"], iters=2, all_iterations=True)
+    assert len(predictions) == 2 and predictions[-1].shape == (1, 4, 2, 64, 64)  # 2 interior frames x 2 directions
+    torch.testing.assert_close(predictions[-1], torch.cat([interior.forward, interior.backward], dim=1))
+    # interior frames 1..N-2: forward pairs 1..N-2 and backward pairs 0..N-3 of the clip
+    exact = [torch.cat([batch["flow_forward"][:, 1:], batch["flow_backward"][:, :-1]], dim=1)]
+    assert model.loss(exact, batch)[0].item() == 0.0
+    target = exact[0]
+    valid = torch.cat([batch["valid_forward"][:, 1:], batch["valid_backward"][:, :-1]], dim=1)
+    loss, _ = model.loss(predictions, batch, gamma=0.85)
+    assert loss.item() == pytest.approx(reference_sequence_loss(predictions, target, valid, 0.85), rel=1e-5)
+
+
+def test_training_needs_a_flow_model():
+    from motion.training import SupervisedStep
+
+    with pytest.raises(InvalidArgumentError, match="FlowModel"):
+        SupervisedStep(torch.nn.Linear(2, 2), iters=1)
+
+
+def test_motion_train_still_imports_the_training_names():
+    import motion.train
+    import motion.training
+
+    assert motion.train.__all__ == motion.training.__all__
+    for name in ("SyntheticClips", "TrainConfig", "train", "AugmentConfig", "ClipAugmentor", "clip_from_item"):
+        assert getattr(motion.train, name) is getattr(motion.training, name)
+
+
+def test_recipes_give_each_models_stage_settings():
+    from motion.training.recipes import recipe_for, stage_settings
+
+    mof = recipe_for("videoflow-mof", "things")
+    assert isinstance(mof, TrainConfig)
+    assert (mof.steps, mof.lr, mof.iters, mof.amp, mof.gamma, mof.crop) == (125_000, 2.5e-4, 6, "auto", 0.8, (432, 960))
+    splat = recipe_for("splatflow", "sintel")
+    assert (splat.batch_size, splat.crop, splat.gamma, splat.weight_decay, splat.lr) == (6, (368, 768), 0.8, 1e-5, 1.25e-4)
+    bof = recipe_for("videoflow-bof", "kitti")
+    assert (bof.steps, bof.gamma, bof.iters, bof.amp) == (80_000, 0.85, 12, False)  # iters: TrainConfig's default
+    assert stage_settings("videoflow-bof", "kitti")["augment_ranges"] == {"kitti": (-0.2, 0.4, False)}
+    assert stage_settings("streamflow", "sintel")["mixture"] == "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things"
+    with pytest.raises(InvalidArgumentError, match="stage"):
+        recipe_for("videoflow-bof", "spring")
+
+
+def test_flow_samples_convert_to_clips_like_their_tensors():
+    """The one converter takes a reader's FlowSample: the same numbers as FlowSample.to_tensors, pairs
+    without ground truth masked out, missing backward ground truth all invalid; reversing the sample and
+    reversing its clip agree."""
+    from motion.data.base import FlowSample
+
+    rng = np.random.default_rng(0)
+    t, h, w = 4, 6, 7
+    valid = rng.random((t - 1, h, w)) < 0.7
+    valid[1] = False
+    sample = FlowSample(frames=rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8),
+                        flow=rng.normal(size=(t - 1, h, w, 2)).astype(np.float32), valid=valid,
+                        has_flow=np.array([True, False, True]), target=1, dataset="fake", sequence="s",
+                        frame_ids=tuple(range(t)), image_paths=tuple(f"{i}.png" for i in range(t)))
+    clip = clip_from_item(sample)
+    tensors = sample.to_tensors()
+    torch.testing.assert_close(clip["frames"], tensors["frames"], rtol=0, atol=0)
+    torch.testing.assert_close(clip["flow_forward"], tensors["flow"], rtol=0, atol=0)
+    assert torch.equal(clip["valid_forward"], (tensors["valid"] & tensors["has_flow"][:, None, None]).float())
+    assert clip["valid_backward"].sum() == 0 and clip["flow_backward"].abs().sum() == 0
+    with pytest.raises(InvalidArgumentError, match="frames"):
+        clip_from_item({"flow_forward": np.zeros((1, 2, 4, 4))})
+
+    backward = rng.normal(size=(t - 1, h, w, 2)).astype(np.float32)
+    with_backward = FlowSample(**{**sample.__dict__, "flow_backward": backward, "valid_backward": np.ones((t - 1, h, w), bool),
+                                  "has_flow_backward": np.array([True, True, False])})
+    reversed_clip = reverse_clip(clip_from_item(with_backward))
+    from_reversed = clip_from_item(with_backward.reversed())
+    for key in reversed_clip:
+        assert torch.equal(reversed_clip[key], from_reversed[key]), key
+    torch.testing.assert_close(reversed_clip["flow_forward"][0], torch.from_numpy(backward[2]).permute(2, 0, 1))
+    assert reversed_clip["valid_forward"][0].sum() == 0  # original backward pair 2 has no ground truth

@@ -1,4 +1,4 @@
-"""motion.train.train under a 2-process gloo group: VideoFlow (whose checkpoints carry modules the
+"""motion.training.train under a 2-process gloo group: VideoFlow (whose checkpoints carry modules the
 forward never calls) trains as DDP replicas that match one process on the global batch."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.multiprocessing as mp
 
 import motion
-from motion.train import SyntheticClips, TrainConfig, train
+from motion.training import SyntheticClips, TrainConfig, train
 
 
 def _config() -> TrainConfig:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import motion
-from motion.train import AugmentConfig, SyntheticClips, TrainConfig, evaluate_epe, train
+from motion.training import AugmentConfig, SyntheticClips, TrainConfig, evaluate_epe, train
 
 SIZE = 64
 # A moving background only: each clip is a global motion (up to 12 px/frame, plus a little rotation and

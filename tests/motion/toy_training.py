@@ -8,7 +8,7 @@ from motion.synthetic import make_sequence
 
 def toy_fit_epe(model: torch.nn.Module, steps: int, lr: float = 4e-4) -> tuple[float, float]:
     """EPE of ``model`` on a 3-frame 64x64 synthetic clip before and after ``steps`` AdamW steps on
-    the model's own ``loss`` (grad-norm clip 1.0, as the RAFT-family recipe)."""
+    the model's own ``loss`` of its ``training_predictions`` (grad-norm clip 1.0, as the RAFT-family recipe)."""
     torch.manual_seed(0)
     seq = make_sequence(T=3, height=64, width=64, seed=1, max_speed=2.0)
     frames = seq.frames_tensor()
@@ -23,7 +23,7 @@ def toy_fit_epe(model: torch.nn.Module, steps: int, lr: float = 4e-4) -> tuple[f
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
     model.train()
     for _ in range(steps):
-        loss, _ = model.loss(model(frames), target)
+        loss, _ = model.loss(model.training_predictions(frames), {"flow_forward": target})
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

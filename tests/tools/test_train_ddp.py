@@ -1,4 +1,4 @@
-"""tools/train.py on motion.train's loop: 2-process gloo DDP equals one process on the global batch;
+"""tools/train.py on motion.training's loop: 2-process gloo DDP equals one process on the global batch;
 exact resume; stage presets; seeded, sparse-aware training clips."""
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from tests.motion.fake_datasets import write_sintel
 from tools import train as tr
 
 
-def _config(data, out, **overrides) -> tr.TrainConfig:
+def _config(data, out, **overrides) -> tr.RunConfig:
     settings = dict(model="tiny-flow", out_dir=str(out), mixture="sintel_clean+sintel_final", roots={"sintel": str(data)},
                     steps=3, batch_size=4, lr=1e-2, crop=(12, 16), gamma=0.8, log_every=1, checkpoint_every=2,
                     device="cpu", progress=False, seed=7)
     settings.update(overrides)
-    return tr.TrainConfig(**settings)
+    return tr.RunConfig(**settings)
 
 
 def _worker(rank: int, world: int, init_file: str, data: str, out: str, result_dir: str) -> None:
@@ -89,18 +89,18 @@ def test_resume_continues_bit_exactly(sintel, tmp_path):
 
 
 def test_the_tool_runs_the_library_loop(sintel, tmp_path, monkeypatch):
-    import motion.train
+    import motion.training
 
     calls = []
-    loop = motion.train.train
+    loop = motion.training.train
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return loop(*args, **kwargs)
 
-    monkeypatch.setattr(motion.train, "train", spy)
+    monkeypatch.setattr(motion.training, "train", spy)
     result = tr.train(_config(sintel, tmp_path / "spy", steps=2))
-    assert len(calls) == 1 and result.step == 2 and isinstance(result, motion.train.TrainResult)
+    assert len(calls) == 1 and result.step == 2 and isinstance(result, motion.training.TrainResult)
     assert calls[0]["model_name"] == "tiny-flow" and calls[0]["run_info"]["mixture"] == "sintel_clean+sintel_final"
 
 
@@ -160,9 +160,32 @@ def test_eraser_follows_each_models_recipe(tmp_path):
     bof = tr.stage_config("videoflow-bof", "sintel", out_dir="x")
     assert bof.resolved_eraser_prob() == 0.5  # VideoFlow-BOF's 3-frame augmentor erases
     assert tr.stage_config("videoflow-mof", "sintel", out_dir="x").resolved_eraser_prob() == 0.0
-    assert tr.TrainConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=0.0).resolved_eraser_prob() == 0.0
+    assert tr.RunConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=0.0).resolved_eraser_prob() == 0.0
     clips = tr.TrainClips(build_mixture("kitti", roots), _config(None, tmp_path / "x", model="videoflow-bof", crop=(12, 16)))
     assert clips.augment_config(0, sparse=True).eraser_prob == 0.5
     assert clips.augment_config(0, sparse=False).eraser_prob == 0.5
     with pytest.raises(InvalidArgumentError, match="eraser_prob"):
-        tr.TrainConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=2.0).validate()
+        tr.RunConfig(model="videoflow-bof", out_dir="x", mixture="kitti", eraser_prob=2.0).validate()
+
+
+def test_run_config_is_the_library_config_plus_the_run(sintel, tmp_path):
+    import argparse
+    import dataclasses
+
+    from motion.training import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    tr.build_parser(parser)
+    # a mixture without a stage: a short run with its own loop defaults, the rest TrainConfig's
+    custom = tr.config_from_args(parser.parse_args(["--model", "tiny-flow", "--mixture", "sintel_final", "--out", "x"]))
+    assert isinstance(custom, TrainConfig)
+    assert (custom.steps, custom.lr, custom.gamma) == (1000, 1.25e-4, 0.85)
+    assert (custom.clip, custom.batch_size, custom.iters, custom.reverse_prob) == (1.0, 8, 12, 0.3)
+    staged = tr.config_from_args(parser.parse_args(["--model", "videoflow-mof", "--stage", "things", "--out", "x", "--lr", "1e-4"]))
+    assert (staged.steps, staged.lr, staged.gamma, staged.iters, staged.amp) == (125_000, 1e-4, 0.8, 6, "auto")
+    # what the loop sees (and compares on resume) is the TrainConfig part alone
+    recipe = staged.recipe()
+    assert type(recipe) is TrainConfig
+    assert dataclasses.asdict(recipe) == {f.name: getattr(staged, f.name) for f in dataclasses.fields(TrainConfig)}
+    with pytest.raises(InvalidArgumentError, match="gamma"):
+        _config(sintel, tmp_path, gamma=1.5).validate()
