@@ -27,6 +27,10 @@ class InputFileError(Motion4DError, OSError):
     """An input file or folder cannot be used: unreadable, corrupt, truncated, empty or wrong format."""
 
 
+class InputTooLargeError(InputFileError):
+    """A file declares more data than the configured limit allows (see :mod:`motion4d.limits`)."""
+
+
 class MissingFileError(InputFileError, FileNotFoundError):
     """An input path does not exist."""
 
@@ -49,6 +53,7 @@ __all__ = [
     "ShapeError",
     "NonFiniteError",
     "InputFileError",
+    "InputTooLargeError",
     "MissingFileError",
     "MissingDependencyError",
     "CheckpointError",
