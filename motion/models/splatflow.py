@@ -26,7 +26,7 @@ Two ways to carry the temporal feature over a video (``carry``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -184,7 +184,7 @@ class SplatFlowUpdate(nn.Module):
 class SplatFlow(FlowModel):
     """SplatFlow behind the :class:`FlowModel` interface (see the module docstring).
 
-    In training mode ``extras["forward_iterations"]`` holds the per-iteration predictions
+    In training mode ``forward_iterations`` holds the per-iteration predictions
     ``[B, T-1, 2, H, W]`` for :meth:`loss`.
     """
 
@@ -225,7 +225,7 @@ class SplatFlow(FlowModel):
         max_flow: float = MAX_FLOW,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """SplatFlow's sequence loss over all pairs of the clip (see :func:`splatflow_loss`)."""
-        iterations = output.extras.get("forward_iterations")
+        iterations = output.forward_iterations
         if not iterations:
             raise InvalidArgumentError("the output holds no per-iteration predictions; run the model in training mode")
         return splatflow_loss(iterations, target, valid, gamma, max_flow)
@@ -248,13 +248,21 @@ class SplatFlow(FlowModel):
             flows.append(padder.unpad(previous.estimate.flow))
             lows.append(previous.estimate.low)
             iterations.append([padder.unpad(f) for f in previous.estimate.iterations])
-        extras: dict[str, Any] = {"forward_low": torch.stack(lows, dim=1)}
-        if keep:
-            extras["forward_iterations"] = [torch.stack(its, dim=1) for its in zip(*iterations)]
-        return FlowOutput(torch.stack(flows, dim=1), None, extras)
+        return FlowOutput(
+            torch.stack(flows, dim=1),
+            forward_low=torch.stack(lows, dim=1),
+            forward_iterations=[torch.stack(its, dim=1) for its in zip(*iterations)] if keep else None,
+        )
 
     @torch.no_grad()
-    def stream(self, frames: Iterable[torch.Tensor]) -> Iterator[FlowOutput]:
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Iterator[FlowOutput]:
         """Flows of consecutive pairs of a frame sequence, one pair per output.
 
         Each frame's features are computed once; the previous pair's motion feature and
@@ -263,11 +271,16 @@ class SplatFlow(FlowModel):
 
         Args:
             frames: iterable of ``[3, H, W]`` or ``[B, 3, H, W]`` float frames in [0, 1].
+            backward: must be False: SplatFlow gives forward flow only (InvalidArgumentError otherwise).
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: the motion
+                feature of every pair feeds the next, so every pair is run.
 
         Yields:
-            ``FlowOutput(forward [B, 1, 2, H, W])`` for pair ``extras["first_pair"]``
-            (``extras["forward_low"]`` holds its 1/8-resolution flow).
+            ``FlowOutput(forward [B, 1, 2, H, W])`` for pair ``first_pair`` (``forward_low``
+            holds its 1/8-resolution flow).
         """
+        if backward:
+            raise InvalidArgumentError(f"{type(self).__name__} gives forward flow only; use backward=False")
         device = self._device()
         padder: InputPadder | None = None
         first_shape = None
@@ -286,8 +299,8 @@ class SplatFlow(FlowModel):
             fmap2 = self.fnet(image2).float()
             if image1 is not None:
                 previous = self._advance(image1, fmap1, fmap2, previous, False)
-                yield FlowOutput(padder.unpad(previous.estimate.flow)[:, None], None,
-                                 {"first_pair": index - 1, "forward_low": previous.estimate.low[:, None]})
+                yield FlowOutput(padder.unpad(previous.estimate.flow)[:, None], first_pair=index - 1,
+                                 forward_low=previous.estimate.low[:, None])
             image1, fmap1 = image2, fmap2
 
     # ------------------------------------------------------------------ network

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +216,7 @@ class GroupFlows:
 class StreamFlow(FlowModel):
     """StreamFlow behind the :class:`FlowModel` interface (see the module docstring).
 
-    In training mode (``N == group_size``) ``extras["forward_iterations"]`` holds the per-iteration
+    In training mode (``N == group_size``) ``forward_iterations`` holds the per-iteration
     predictions ``[B, T-1, 2, H, W]`` for :meth:`loss`.
     """
 
@@ -245,7 +245,7 @@ class StreamFlow(FlowModel):
         max_flow: float = MAX_FLOW,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """StreamFlow's loss (see :func:`streamflow_loss`), honouring ``config.supervise``."""
-        iterations = output.extras.get("forward_iterations")
+        iterations = output.forward_iterations
         if not iterations:
             raise InvalidArgumentError("the output holds no per-iteration predictions; run the model in training mode")
         return streamflow_loss(iterations, target, valid, gamma, max_flow, last_only=self.config.supervise == "last")
@@ -268,13 +268,21 @@ class StreamFlow(FlowModel):
             parts = [x[g * b:(g + 1) * b, t - 1 - keep:] for g, (_, keep) in enumerate(plan)]
             return torch.cat(parts, dim=1)
 
-        extras: dict[str, Any] = {"forward_low": assemble(result.low)}
-        if self.training:
-            extras["forward_iterations"] = [padder.unpad(assemble(f)) for f in result.iterations]
-        return FlowOutput(padder.unpad(assemble(result.flows)), None, extras)
+        return FlowOutput(
+            padder.unpad(assemble(result.flows)),
+            forward_low=assemble(result.low),
+            forward_iterations=[padder.unpad(assemble(f)) for f in result.iterations] if self.training else None,
+        )
 
     @torch.no_grad()
-    def stream(self, frames: Iterable[torch.Tensor]) -> Iterator[FlowOutput]:
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Iterator[FlowOutput]:
         """Flows over a frame sequence, one group of ``group_size`` frames at a time.
 
         Groups start every T-1 frames; the last group is aligned to the end and gives only its new
@@ -282,11 +290,15 @@ class StreamFlow(FlowModel):
 
         Args:
             frames: iterable of ``[3, H, W]`` or ``[B, 3, H, W]`` float frames in [0, 1].
+            backward: must be False: StreamFlow gives forward flow only (InvalidArgumentError otherwise).
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: every group is run.
 
         Yields:
             ``FlowOutput(forward [B, k, 2, H, W])`` for pairs ``first_pair .. first_pair + k - 1``
-            (``extras["first_pair"]``), in order.
+            (``first_pair``), in order.
         """
+        if backward:
+            raise InvalidArgumentError(f"{type(self).__name__} gives forward flow only; use backward=False")
         t = self.group_size
         device = self._device()
         recent: deque[torch.Tensor] = deque(maxlen=t)
@@ -313,8 +325,8 @@ class StreamFlow(FlowModel):
 
     def _emit(self, clip: torch.Tensor, keep: int, first_pair: int, padder: InputPadder) -> FlowOutput:
         result = self.estimate_group(clip)
-        return FlowOutput(padder.unpad(result.flows[:, -keep:]), None,
-                          {"first_pair": first_pair, "forward_low": result.low[:, -keep:]})
+        return FlowOutput(padder.unpad(result.flows[:, -keep:]), first_pair=first_pair,
+                          forward_low=result.low[:, -keep:])
 
     # ------------------------------------------------------------------ network
 

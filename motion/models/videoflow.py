@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -236,7 +236,7 @@ class VideoFlow(FlowModel):
     """VideoFlow network behind the :class:`FlowModel` interface (see the module docstring).
 
     ``model(frames [B, T, 3, H, W] in [0, 1]) -> FlowOutput(forward [B, T-1, 2, H, W], backward)``.
-    In training mode ``extras["forward_iterations"]`` (and ``"backward_iterations"``) hold the
+    In training mode ``forward_iterations`` (and ``backward_iterations``) hold the
     per-iteration predictions for :func:`~motion.models.blocks.sequence_loss`.
     """
 
@@ -281,14 +281,14 @@ class VideoFlow(FlowModel):
         result = self._interior(images, index, all_iterations=self.training)
         out_fwd = padder.unpad(result.forward[:, : t - 1])
         out_bwd = padder.unpad(result.backward[:, 1:t]) if self.config.backward else None
-        extras: dict[str, Any] = {"forward_low": result.forward_low[:, : t - 1]}
+        out = FlowOutput(out_fwd, out_bwd, forward_low=result.forward_low[:, : t - 1])
         if self.config.backward:
-            extras["backward_low"] = result.backward_low[:, 1:t]
+            out.backward_low = result.backward_low[:, 1:t]
         if result.iterations:
-            extras["forward_iterations"] = [padder.unpad(f[:, : t - 1]) for f, _ in result.iterations]
+            out.forward_iterations = [padder.unpad(f[:, : t - 1]) for f, _ in result.iterations]
             if self.config.backward:
-                extras["backward_iterations"] = [padder.unpad(bw[:, 1:t]) for _, bw in result.iterations]
-        return FlowOutput(out_fwd, out_bwd, extras)
+                out.backward_iterations = [padder.unpad(bw[:, 1:t]) for _, bw in result.iterations]
+        return out
 
     def interior_flows(
         self, frames: torch.Tensor, iters: int | None = None, all_iterations: bool | None = None
@@ -320,7 +320,13 @@ class VideoFlow(FlowModel):
 
     @torch.no_grad()
     def stream(
-        self, frames: Iterable[torch.Tensor], backward: bool | None = None, window: int | None = None
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+        window: int | None = None,
     ) -> Iterator[FlowOutput]:
         """Flow over a long frame sequence with bounded memory, following the official protocol.
 
@@ -331,25 +337,27 @@ class VideoFlow(FlowModel):
 
         Args:
             frames: iterable of ``[B, 3, H, W]`` (or ``[3, H, W]``) float frames in [0, 1].
-            backward: also give backward flows (default ``config.backward``).
+            backward: also give backward flows.
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: the windows
+                overlap by two frames, so every window is run.
+            window: frames per window (at least 3).
 
         Yields:
             ``FlowOutput`` chunks in order: ``forward [B, k, 2, H, W]`` for pairs
-            ``first_pair .. first_pair + k - 1`` (``extras["first_pair"]``), ``backward`` likewise
-            or None. Chunks hold at most ``window - 2`` pairs.
+            ``first_pair .. first_pair + k - 1``, ``backward`` likewise or None. Chunks hold at
+            most ``window - 2`` pairs.
         """
-        want_backward = self.config.backward if backward is None else backward
         size = window or self.frames_per_window
         check_int(size, "window", minimum=3)
         plan = _WindowPlan(size)
         for frame in frames:
             frame = self._as_batch_frame(frame, "frame")
             for clip, positions in plan.push(frame):
-                yield from plan.collect(self.interior_flows(clip), positions, want_backward)
+                yield from plan.collect(self.interior_flows(clip), positions, backward)
         if plan.num_frames < 2:
             return
-        for clip, positions in plan.finish(want_backward):
-            yield from plan.collect(self.interior_flows(clip), positions, want_backward)
+        for clip, positions in plan.finish(backward):
+            yield from plan.collect(self.interior_flows(clip), positions, backward)
 
     # ------------------------------------------------------------------ network
 
@@ -544,7 +552,7 @@ class _WindowPlan:
             yield FlowOutput(
                 torch.stack(fwd, dim=1),
                 torch.stack(bwd, dim=1) if backward else None,
-                {"first_pair": self.emitted - len(fwd)},
+                first_pair=self.emitted - len(fwd),
             )
 
 

@@ -86,7 +86,7 @@ def test_stream_equals_window_by_window(model):
     finally:
         del model.estimate_group
     assert calls == [1, 1]  # two groups of 4 frames for 5 flows
-    assert [c.extras["first_pair"] for c in chunks] == [0, 3]
+    assert [c.first_pair for c in chunks] == [0, 3]
     streamed = torch.cat([c.forward for c in chunks], dim=1)
     with torch.no_grad():
         first = model(frames[:, 0:4]).forward
@@ -199,7 +199,7 @@ def test_training_mode_gives_every_iteration_and_gradients():
     m = motion.create("streamflow", device="cpu", train_iters=2, group_size=3).train()
     frames = frames_of(3, seed=5)
     out = m(frames)
-    its = out.extras["forward_iterations"]
+    its = out.forward_iterations
     assert len(its) == 2 and its[-1].shape == (1, 2, 2, 64, 72)
     loss, _ = m.loss(out, torch.zeros_like(out.forward))
     loss.backward()
