@@ -1,8 +1,17 @@
-"""Name -> builder registry for flow methods: ``create(name, weights=..., device=...)``."""
+"""Name -> entry registry for flow methods: ``create(name, weights=..., device=...)``.
+
+Each model module registers its builder with a decorator, declaring with it what the rest of the
+package needs to know about the method (timm / torchvision style)::
+
+    @register("videoflow-mof", "VideoFlow MOP/MOF ...", trainable=True,
+              weights={"sintel": WeightSet("videoflow_mof-sintel-739e4d3a.ckpt", "MOF_sintel.pth")},
+              protocols={"sintel": SequenceProtocol(...), ...})
+    def build_videoflow_mof(weights=None, **options) -> FlowModel: ...
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
@@ -10,18 +19,37 @@ from motion4d.device import resolve_device
 from motion4d.registry import Registry
 
 from .models.base import FlowModel
+from .models.checkpoints import WeightSet
+
+if TYPE_CHECKING:
+    from .protocols import Protocol
 
 Builder = Callable[..., FlowModel]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered method: its builder and a one-line description."""
+    """One registered method.
+
+    Attributes:
+        name: the registered name (``motion.create(name)``).
+        builder: ``builder(weights=None, **options) -> FlowModel``.
+        description: one line for listings.
+        trainable: whether the method has learnable parameters.
+        weights: named weight sets, ``name -> WeightSet`` (``create(name, weights="sintel")``).
+        protocols: evaluation protocol per benchmark (``"sintel"``, ``"kitti"``, ``"things"``, see
+            :mod:`motion.protocols`); benchmarks not listed use the protocol derived from the
+            model's ``frames_per_window`` (:func:`motion.protocols.default_protocol`).
+        recipe: the training recipe of the method, or None.
+    """
 
     name: str
     builder: Builder
     description: str
-    trainable: bool
+    trainable: bool = False
+    weights: Mapping[str, WeightSet] = field(default_factory=dict)
+    protocols: Mapping[str, Protocol] = field(default_factory=dict)
+    recipe: Callable[..., Any] | None = None
 
 
 MODELS: Registry[ModelEntry] = Registry(
@@ -37,12 +65,25 @@ MODELS: Registry[ModelEntry] = Registry(
 )
 
 
-def register(name: str, description: str = "", trainable: bool = False) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(weights=None, **options) -> FlowModel`` under ``name``."""
+def register(
+    name: str,
+    description: str = "",
+    trainable: bool = False,
+    *,
+    weights: Mapping[str, WeightSet] | None = None,
+    protocols: Mapping[str, Protocol] | None = None,
+    recipe: Callable[..., Any] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(weights=None, **options) -> FlowModel`` under ``name``.
+
+    ``description`` defaults to the first line of the builder's docstring; the other arguments
+    fill the :class:`ModelEntry`. Registering a name twice warns and keeps the newer entry.
+    """
 
     def wrap(builder: Builder) -> Builder:
         summary = description or (builder.__doc__ or "").strip().split("\n")[0]
-        MODELS.add(name, ModelEntry(name, builder, summary, trainable), origin=builder.__module__)
+        entry = ModelEntry(name, builder, summary, trainable, dict(weights or {}), dict(protocols or {}), recipe)
+        MODELS.add(name, entry, origin=builder.__module__)
         return builder
 
     return wrap
@@ -58,12 +99,18 @@ def model_entries() -> list[ModelEntry]:
     return MODELS.entries()
 
 
+def model_entry(name: str) -> ModelEntry:
+    """The entry of ``name`` (InvalidArgumentError listing the known names otherwise)."""
+    return MODELS.get(name)
+
+
 def create(name: str, weights: Any = None, device: str | torch.device | None = "auto", **options: Any) -> FlowModel:
     """Build the flow method ``name`` (see :func:`list_models`) on ``device`` in eval mode.
 
     Args:
         name: registered name, e.g. ``"dis"``, ``"reynolds"``, ``"videoflow-mof"``.
-        weights: a checkpoint path, a named weight set, or None (fresh initialisation for networks).
+        weights: a checkpoint path, a named weight set (see ``model_entry(name).weights``), or None
+            (fresh initialisation for networks).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         options: method-specific options forwarded to the builder.
     """

@@ -8,7 +8,8 @@ Accepted sources (all loaded strictly by default):
 * our own format written by :func:`save_checkpoint` — ``{"model": name, "config": {...},
   "state_dict": ...}``;
 * a state_dict given directly (a mapping of tensors);
-* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) listed in :data:`NAMED_WEIGHTS`:
+* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) that the model declares in its
+  registry entry (``motion.registry.model_entry(name).weights``, a :class:`WeightSet` per name):
   downloaded once from ptlflow's release assets into the torch hub cache
   (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
 
@@ -34,33 +35,34 @@ KeyMap = Callable[[str], "str | None"]
 
 PTLFLOW_RELEASES = "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/"
 
-# model name -> weight name -> file name of ptlflow's converted release asset (the 8 hex digits
-# before ".ckpt" are the SHA-256 prefix of the file). From ptlflow's
-# docs/source/models/checkpoint_list.csv; the upstream file each was converted from is noted.
-NAMED_WEIGHTS: dict[str, dict[str, str]] = {
-    "videoflow-bof": {
-        # ptlflow hosts no plain BOF_things.pth; "things" is the 288x960 "noise" Things stage.
-        "things": "videoflow_bof-things_288960noise-d581490a.ckpt",  # BOF_things_288960noise.pth
-        "things_288960noise": "videoflow_bof-things_288960noise-d581490a.ckpt",
-        "sintel": "videoflow_bof-sintel-c2010097.ckpt",  # BOF_sintel.pth
-        "kitti": "videoflow_bof-kitti-fa9af79c.ckpt",  # BOF_kitti.pth
-    },
-    "videoflow-mof": {
-        "things": "videoflow_mof-things-e24551af.ckpt",  # MOF_things.pth
-        "things_288960noise": "videoflow_mof-things_288960noise-0615a42e.ckpt",
-        "sintel": "videoflow_mof-sintel-739e4d3a.ckpt",  # MOF_sintel.pth
-        "kitti": "videoflow_mof-kitti-293b4f59.ckpt",  # MOF_kitti.pth
-    },
-    "splatflow": {
-        "kitti": "splatflow-kitti-2aa8e145.ckpt",  # splatflow_kitti_50k.pth
-    },
-    "streamflow": {
-        "things": "streamflow-things-c640255a.ckpt",  # streamflow-things.pth
-        "sintel": "streamflow-sintel-af557e5e.ckpt",  # streamflow-sintel.pth
-        "kitti": "streamflow-kitti-eaafa6ed.ckpt",  # streamflow-kitti.pth
-        "spring": "streamflow-spring-092f8a17.ckpt",  # streamflow-spring.pth
-    },
-}
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A published weight set of one model.
+
+    Attributes:
+        file: file name of ptlflow's converted release asset (the 8 hex digits before ``.ckpt`` are
+            the SHA-256 prefix of the file; from ptlflow's docs/source/models/checkpoint_list.csv),
+            or a full URL.
+        origin: the official file it was converted from, for the record.
+    """
+
+    file: str
+    origin: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.file if "://" in self.file else PTLFLOW_RELEASES + self.file
+
+
+def named_weights(model_name: str | None) -> Mapping[str, WeightSet]:
+    """The named weight sets ``model_name`` declares in its registry entry (empty when none or unregistered)."""
+    from ..registry import MODELS
+
+    if model_name is None or model_name not in MODELS:
+        return {}
+    return MODELS.get(model_name).weights
+
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.[A-Za-z0-9]+$")
 _REPORT_LINES = 12
@@ -188,10 +190,10 @@ def load_weights(
     key_map: KeyMap | None = None,
 ) -> LoadReport:
     """Load ``weights`` (a path, a named weight set of ``model_name``, or a state_dict) into ``model``."""
-    if isinstance(weights, str) and model_name is not None and weights in NAMED_WEIGHTS.get(model_name, {}):
+    if isinstance(weights, str) and model_name is not None and weights in named_weights(model_name):
         weights = download_named_weights(model_name, weights)
     elif isinstance(weights, str) and not Path(weights).exists() and os.sep not in weights and "." not in weights:
-        names = sorted(NAMED_WEIGHTS.get(model_name or "", {}))
+        names = sorted(named_weights(model_name))
         raise CheckpointError(
             f"weights={weights!r} is neither an existing file nor a named weight set"
             + (f" of {model_name} (known: {names})" if model_name else "")
@@ -223,12 +225,10 @@ def save_checkpoint(
 
 def named_weights_url(model_name: str, weights: str) -> str:
     """Download URL of a named weight set (raises CheckpointError for unknown names)."""
-    table = NAMED_WEIGHTS.get(model_name)
-    if table is None or weights not in table:
-        known = sorted(table) if table else []
-        raise CheckpointError(f"no named weights {weights!r} for {model_name!r}; known: {known}")
-    file_name = table[weights]
-    return file_name if "://" in file_name else PTLFLOW_RELEASES + file_name
+    table = named_weights(model_name)
+    if weights not in table:
+        raise CheckpointError(f"no named weights {weights!r} for {model_name!r}; known: {sorted(table)}")
+    return table[weights].url
 
 
 def download_named_weights(model_name: str, weights: str, progress: bool = True) -> Path:

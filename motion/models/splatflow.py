@@ -35,6 +35,7 @@ from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from ..frames import InputPadder
+from ..protocols import ClipProtocol, SequenceProtocol
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
@@ -50,6 +51,7 @@ from .blocks import (
     mask_head,
     normalize_images,
 )
+from .checkpoints import WeightSet
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -467,7 +469,20 @@ def load_splatflow_weights(model: SplatFlow, weights: Any) -> str:
     return "full" if has_sp else "backbone"
 
 
-@register("splatflow", "SplatFlow (IJCV 2024): GMA + splatted motion feature of the previous pair", trainable=True)
+#: ptlflow's converted release of the official SplatFlow weights.
+WEIGHTS = {"kitti": WeightSet("splatflow-kitti-2aa8e145.ckpt", "splatflow_kitti_50k.pth")}
+
+#: The official evaluation: Sintel streamed (motion feature carried); KITTI's multi-view _09.._11
+#: and Things triplets, the last flow.
+PROTOCOLS = {
+    "sintel": SequenceProtocol("SplatFlow: streamed, motion feature carried"),
+    "kitti": ClipProtocol(3, 1, 1, description="SplatFlow: multi-view _09.._11, last flow"),
+    "things": ClipProtocol(3, 1, 1, description="SplatFlow: triplets, last flow"),
+}
+
+
+@register("splatflow", "SplatFlow (IJCV 2024): GMA + splatted motion feature of the previous pair", trainable=True,
+          weights=WEIGHTS, protocols=PROTOCOLS)
 def build_splatflow(weights: Any = None, **options: Any) -> SplatFlow:
     """SplatFlow. ``weights``: a checkpoint path (official, GMA, ptlflow, ours), ``"kitti"``, or None."""
     known = set(SplatFlowConfig.__dataclass_fields__)

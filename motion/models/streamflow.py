@@ -37,6 +37,7 @@ from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from ..frames import InputPadder
+from ..protocols import ClipProtocol, SequenceProtocol
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
@@ -54,6 +55,7 @@ from .blocks import (
     normalize_images,
     sequence_loss,
 )
+from .checkpoints import WeightSet
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -450,9 +452,9 @@ def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str,
     Accepts ``{'model': ...}`` with ``module.`` keys (official), raw state_dicts, ptlflow's ``.ckpt``
     and our own checkpoints.
     """
-    from .checkpoints import NAMED_WEIGHTS, download_named_weights, read_checkpoint
+    from .checkpoints import download_named_weights, named_weights, read_checkpoint
 
-    named = NAMED_WEIGHTS.get("streamflow", {})
+    named = named_weights("streamflow")
     if isinstance(weights, str) and weights in named:
         weights = download_named_weights("streamflow", weights)
     elif isinstance(weights, str) and not Path(weights).exists() and "/" not in weights and "." not in weights:
@@ -464,7 +466,25 @@ def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str,
     return state, fmt, "<state_dict>" if isinstance(weights, Mapping) else str(weights)
 
 
-@register("streamflow", "StreamFlow (NeurIPS 2024): T-frame in-batch flow, Twins ISC encoder + GTR decoder", trainable=True)
+#: ptlflow's converted releases of the official StreamFlow weights.
+WEIGHTS = {
+    "things": WeightSet("streamflow-things-c640255a.ckpt", "streamflow-things.pth"),
+    "sintel": WeightSet("streamflow-sintel-af557e5e.ckpt", "streamflow-sintel.pth"),
+    "kitti": WeightSet("streamflow-kitti-eaafa6ed.ckpt", "streamflow-kitti.pth"),
+    "spring": WeightSet("streamflow-spring-092f8a17.ckpt", "streamflow-spring.pth"),
+}
+
+#: The official evaluation: Sintel / Things sequences in groups of T (stride T-1, end aligned);
+#: KITTI's multi-view frames _08.._11, the last flow.
+PROTOCOLS = {
+    "sintel": SequenceProtocol("StreamFlow: groups of T frames, stride T-1, end aligned"),
+    "kitti": ClipProtocol(4, 2, 2, description="StreamFlow: multi-view _08.._11, last flow"),
+    "things": SequenceProtocol("StreamFlow: groups of T frames"),
+}
+
+
+@register("streamflow", "StreamFlow (NeurIPS 2024): T-frame in-batch flow, Twins ISC encoder + GTR decoder", trainable=True,
+          weights=WEIGHTS, protocols=PROTOCOLS)
 def build_streamflow(weights: Any = None, **options: Any) -> StreamFlow:
     """StreamFlow. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"`` | ``"spring"``,
     or None. ``group_size`` defaults to the T the weights were trained for (4 without weights)."""

@@ -38,6 +38,7 @@ from motion4d.checks import check_choice, check_finite, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
 
 from ..frames import InputPadder
+from ..protocols import ClipProtocol, SequenceProtocol
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .blocks import (
@@ -54,6 +55,7 @@ from .blocks import (
     normalize_images,
     sample_bilinear,
 )
+from .checkpoints import WeightSet
 
 HIDDEN = 128
 CONTEXT = 128
@@ -594,13 +596,45 @@ def _build(variant: str, weights: Any, options: dict[str, Any]) -> VideoFlow:
     return model
 
 
-@register("videoflow-bof", "VideoFlow TROF/BOF (ICCV 2023): 3-frame bidirectional flow, Twins-SVT + SK update", trainable=True)
+#: ptlflow's converted releases of the official weights (ptlflow hosts no plain BOF_things.pth:
+#: BOF "things" is the 288x960 "noise" Things stage).
+BOF_WEIGHTS = {
+    "things": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
+    "things_288960noise": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
+    "sintel": WeightSet("videoflow_bof-sintel-c2010097.ckpt", "BOF_sintel.pth"),
+    "kitti": WeightSet("videoflow_bof-kitti-fa9af79c.ckpt", "BOF_kitti.pth"),
+}
+MOF_WEIGHTS = {
+    "things": WeightSet("videoflow_mof-things-e24551af.ckpt", "MOF_things.pth"),
+    "things_288960noise": WeightSet("videoflow_mof-things_288960noise-0615a42e.ckpt"),
+    "sintel": WeightSet("videoflow_mof-sintel-739e4d3a.ckpt", "MOF_sintel.pth"),
+    "kitti": WeightSet("videoflow_mof-kitti-293b4f59.ckpt", "MOF_kitti.pth"),
+}
+
+#: The official evaluation: BOF on triplets through the raw network (interior frame = centre);
+#: MOF on whole sequences (5-frame windows over the first-frame-repeated sequence), KITTI's
+#: multi-view _08.._12 with the centre frame _10.
+BOF_PROTOCOLS = {
+    "sintel": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets, first frame repeated"),
+    "kitti": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: multi-view _09.._11"),
+    "things": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets"),
+}
+MOF_PROTOCOLS = {
+    "sintel": SequenceProtocol("VideoFlow-MOF: 5-frame windows over the first-frame-repeated sequence"),
+    "kitti": ClipProtocol(5, 2, 1, call="interior", description="VideoFlow-MOF: multi-view _08.._12, centre"),
+    "things": SequenceProtocol("VideoFlow-MOF: 5-frame windows"),
+}
+
+
+@register("videoflow-bof", "VideoFlow TROF/BOF (ICCV 2023): 3-frame bidirectional flow, Twins-SVT + SK update", trainable=True,
+          weights=BOF_WEIGHTS, protocols=BOF_PROTOCOLS)
 def build_videoflow_bof(weights: Any = None, **options: Any) -> VideoFlow:
     """VideoFlow-BOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
     return _build("bof", weights, options)
 
 
-@register("videoflow-mof", "VideoFlow MOP/MOF (ICCV 2023): N-frame flow with motion propagation", trainable=True)
+@register("videoflow-mof", "VideoFlow MOP/MOF (ICCV 2023): N-frame flow with motion propagation", trainable=True,
+          weights=MOF_WEIGHTS, protocols=MOF_PROTOCOLS)
 def build_videoflow_mof(weights: Any = None, **options: Any) -> VideoFlow:
     """VideoFlow-MOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
     return _build("mof", weights, options)

@@ -8,7 +8,8 @@ import torch
 
 import motion
 from motion.models import checkpoints
-from motion.models.checkpoints import load_weights, read_checkpoint, save_checkpoint
+from motion.models.checkpoints import WeightSet, load_weights, read_checkpoint, save_checkpoint
+from motion.registry import model_entry
 from motion4d.errors import CheckpointError, MissingFileError
 
 
@@ -108,7 +109,7 @@ def test_named_weights_download_once_with_hash_check(tmp_path, monkeypatch, sour
     digest = hashlib.sha256(blob.read_bytes()).hexdigest()
     published = served / f"videoflow_mof-test-{digest[:8]}.ckpt"
     blob.rename(published)
-    monkeypatch.setitem(checkpoints.NAMED_WEIGHTS, "videoflow-mof", {"test": published.as_uri()})
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "test", WeightSet(published.as_uri()))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
     loaded = motion.create("videoflow-mof", weights="test", device="cpu", encoder="basic")
@@ -125,8 +126,9 @@ def test_named_weights_corrupt_or_offline(tmp_path, monkeypatch):
     bad = served / "videoflow_mof-test-00000000.ckpt"
     bad.write_bytes(b"tampered")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setitem(checkpoints.NAMED_WEIGHTS, "videoflow-mof", {
-        "tampered": bad.as_uri(), "offline": (served / "videoflow_mof-gone-12345678.ckpt").as_uri()})
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "tampered", WeightSet(bad.as_uri()))
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "offline",
+                        WeightSet((served / "videoflow_mof-gone-12345678.ckpt").as_uri()))
     with pytest.raises(CheckpointError, match="integrity"):
         checkpoints.download_named_weights("videoflow-mof", "tampered", progress=False)
     assert not (tmp_path / "hub" / "checkpoints" / bad.name).exists()
@@ -137,6 +139,6 @@ def test_named_weights_corrupt_or_offline(tmp_path, monkeypatch):
 def test_release_table_points_at_ptlflow_assets():
     url = checkpoints.named_weights_url("videoflow-mof", "sintel")
     assert url == "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/videoflow_mof-sintel-739e4d3a.ckpt"
-    assert set(checkpoints.NAMED_WEIGHTS["videoflow-bof"]) >= {"things", "sintel", "kitti"}
+    assert set(checkpoints.named_weights("videoflow-bof")) >= {"things", "sintel", "kitti"}
     with pytest.raises(CheckpointError, match="known"):
         checkpoints.named_weights_url("videoflow-bof", "spring")

@@ -20,7 +20,7 @@ from tests.tools.oracles import (
     things_pairs,
 )
 from tools import evaluate as ev
-from tools.protocols import ClipProtocol, SequenceProtocol, default_protocol
+from motion.protocols import ClipProtocol, SequenceProtocol, default_protocol
 
 
 def _hand_metrics(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
