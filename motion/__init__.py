@@ -56,7 +56,10 @@ _LAZY = {
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics", "protocols", "windowing"}
+_SUBMODULES = {
+    "metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "frames", "flow_io", "video_writer",
+    "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics", "protocols", "windowing",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -31,11 +31,11 @@ import torch
 
 from motion.metrics import FlowMetricsAccumulator
 from motion.models.base import FlowModel
+from motion.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, parse_protocol
 from motion4d.atomic import atomic_write_text
 from motion4d.checks import check_choice
 from motion4d.errors import InvalidArgumentError
 from motion4d.imaging import frames_to_tensor
-from motion.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, parse_protocol
 
 RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "eval_config.json"

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from motion.models.base import FlowModel
+from motion.protocols import ClipProtocol, parse_protocol
 from motion4d.atomic import atomic_write_text
 from motion4d.checks import check_choice
 from motion4d.errors import InputFileError
 from motion4d.imaging import frames_to_tensor
-from motion.protocols import ClipProtocol, parse_protocol
 
 KITTI_MAX_FLOW = 512.0 - 1.0 / 64  # the 16-bit PNG encoding's range
 
