@@ -96,6 +96,9 @@ class _Extras(dict):
         value = self._typed(key)
         return default if value is None else value
 
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return dict, (dict(self),)  # pickles / copies as the plain dict (the owner reference is not picklable)
+
 
 class FlowModel(nn.Module):
     """Base class: ``model(frames [B, T, 3, H, W] float in [0, 1]) -> FlowOutput``.
@@ -104,7 +107,8 @@ class FlowModel(nn.Module):
 
     * ``frames_per_window``: how many frames the method looks at together (2 for pairwise
       methods; 3 for VideoFlow-BOF; the clip length of VideoFlow-MOF and StreamFlow). Evaluation
-      protocols and training clips follow it; a method with more than 2 overrides :meth:`stream`.
+      protocols and training clips follow it. The default :meth:`stream` runs pairwise windows,
+      so a method that needs more frames per call overrides it.
     * ``min_frames``: the fewest frames a call accepts.
     * ``trainable``: whether the method has learnable parameters (networks) or not (classical).
 

@@ -2,6 +2,7 @@
 handling, the windows it plans, the typed FlowOutput and the stream signature of the stateful models."""
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import pytest
@@ -108,6 +109,7 @@ def test_flow_output_fields_and_legacy_extras_keys():
     with pytest.warns(DeprecationWarning, match="fields now"):
         legacy = FlowOutput(forward, extras={"forward_iterations": iterations, "v_o": 3})
     assert legacy.forward_iterations is iterations and dict(legacy.extras) == {"v_o": 3}
+    assert pickle.loads(pickle.dumps(legacy)).extras == {"v_o": 3}
     with pytest.warns(DeprecationWarning, match="FlowOutput.forward_iterations"):
         assert legacy.extras["forward_iterations"] is iterations
     with pytest.warns(DeprecationWarning):
