@@ -42,6 +42,8 @@ _LAZY = {
     "create": "motion.registry",
     "list_models": "motion.registry",
     "register": "motion.registry",
+    "ModelEntry": "motion.registry",
+    "model_entry": "motion.registry",
     # pipelines
     "estimate_flow": "motion.estimate",
     "iter_flow": "motion.estimate",
@@ -54,7 +56,11 @@ _LAZY = {
     "flow_metrics": "motion.metrics",
     "make_sequence": "motion.synthetic",
 }
-_SUBMODULES = {"metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "tracking", "track_formats", "track_video", "flow_geometry", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data", "estimate", "registry", "track_io", "track_metrics"}
+_SUBMODULES = {
+    "metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "tracking", "track_formats",
+    "track_video", "flow_geometry", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data",
+    "estimate", "registry", "track_io", "track_metrics", "protocols", "windowing", "training",
+}
 
 
 def __getattr__(name: str) -> Any:

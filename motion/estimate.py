@@ -6,22 +6,12 @@
     result.forward                                                          # float32 [T-1, 2, H, W]
     motion.estimate_flow("clip.mp4", model="reynolds", out_dir="out", formats=("flo", "mp4"))
 
-Windowing follows the model's declared needs (:class:`~motion.models.base.FlowModel`):
-
-* pairwise models (``frames_per_window == 2``) get windows of ``batch + 1`` consecutive frames that
-  overlap by one frame, ``[1, batch + 1, 3, H, W]`` per call: ``batch`` flows per call, each frame
-  decoded and uploaded once;
-* multi-frame models (``frames_per_window = K > 2``: VideoFlow-MOF clips, StreamFlow groups) get
-  clips of ``K`` frames with stride ``K - 1``, so consecutive clips repeat their boundary frame and
-  together give every consecutive pair exactly once; ``batch`` clips are stacked into one call
-  ``[batch, K, 3, H, W]``. A short tail clip is extended backwards to ``min_frames`` frames and only its
-  new pairs are kept;
-* models that carry state across windows (SplatFlow's motion feature) implement
-  ``stream(frames: Iterator[Tensor [3, H, W]]) -> Iterator[FlowOutput]`` where each yielded output's
-  ``forward`` is ``[1, n, 2, H, W]`` for the next ``n`` consecutive pairs; it is used when present.
-
-Backward flow, when requested and not produced by the model, is computed by running the model on
-the time-reversed window.
+Every model is run through its :meth:`~motion.models.base.FlowModel.stream`: by default windows of
+``batch + 1`` consecutive frames that overlap by one frame, ``[1, batch + 1, 3, H, W]`` per call
+(``batch`` flows per call, each frame decoded and uploaded once); models that carry state across
+windows or need their own windows (SplatFlow's motion feature, StreamFlow's groups, VideoFlow's
+sliding windows) override it. Backward flow, when requested and not produced by the model, is
+computed by running the model on the time-reversed window.
 
 Outputs (``out_dir``): per pair, named by the source index of its first frame,
 ``forward/000012.flo`` (``"flo"``), ``forward/000012.png`` (``"png"``, KITTI 16-bit),
@@ -38,13 +28,12 @@ consume flow as it is produced (e.g. :func:`motion.track_points` on first-frame 
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,8 +44,8 @@ from motion4d.device import resolve_device
 from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 from motion4d.imaging import frames_to_tensor
 
-from .frames import Frame, open_video
-from .models.base import FlowModel, FlowOutput
+from .frames import Frame, open_video, same_size_frames
+from .models.base import FlowModel
 
 FORMATS = ("flo", "png", "npz", "color", "mp4")
 _EXTENSIONS = {"flo": ".flo", "png": ".png", "npz": ".npz"}
@@ -97,66 +86,7 @@ class FlowResult:
 
 
 # --------------------------------------------------------------------------------------------
-# frames -> windows
-
-
-@dataclass
-class _Window:
-    frames: list[Frame]
-    skip: int = 0  # leading pairs already produced by the previous window (short tail clips)
-
-    @property
-    def pairs(self) -> list[tuple[Frame, Frame]]:
-        return list(zip(self.frames[self.skip : -1], self.frames[self.skip + 1 :]))
-
-
-def _checked_frames(frames: Iterable[Frame], source_name: str) -> Iterator[Frame]:
-    """Yield frames, raising when one has a different size from the first."""
-    first_shape = None
-    for frame in frames:
-        if first_shape is None:
-            first_shape = frame.image.shape
-        elif frame.image.shape != first_shape:
-            raise InputFileError(
-                f"{source_name}: frame {frame.index} has size {frame.image.shape[1]}x{frame.image.shape[0]}, "
-                f"but the first frame is {first_shape[1]}x{first_shape[0]}; all frames must have one size"
-            )
-        yield frame
-
-
-def plan_windows(frames: Iterable[Frame], size: int, min_frames: int) -> Iterator[_Window]:
-    """Windows of ``size`` frames overlapping by one; a tail shorter than ``min_frames`` is extended backwards."""
-    if size < 2 or min_frames < 2 or min_frames > size:
-        raise InvalidArgumentError(f"window size {size} and min_frames {min_frames} must satisfy 2 <= min_frames <= size")
-    recent: deque[Frame] = deque(maxlen=size)
-    window: list[Frame] = []
-    for frame in frames:
-        window.append(frame)
-        if len(window) == size:
-            yield _Window(window)
-            recent.extend(window)
-            window = [frame]
-    if len(window) < 2:
-        return
-    if len(window) >= min_frames:
-        yield _Window(window)
-        return
-    history = [f for f in recent if f.index < window[0].index][-(min_frames - len(window)) :]
-    if len(history) + len(window) < min_frames:
-        raise ShapeError(f"the video has {len(history) + len(window)} frames, the model needs at least {min_frames}")
-    yield _Window(history + window, skip=len(history))
-
-
-def _batched(windows: Iterator[_Window], batch: int) -> Iterator[list[_Window]]:
-    """Group windows of equal length (and no skipped pairs) into lists of up to ``batch``."""
-    group: list[_Window] = []
-    for window in windows:
-        if group and (len(group) == batch or len(window.frames) != len(group[0].frames) or window.skip):
-            yield group
-            group = []
-        group.append(window)
-    if group:
-        yield group
+# frames
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,28 +207,6 @@ def _to_tensor(frames: list[Frame], device: torch.device) -> torch.Tensor:
     return frames_to_tensor(np.stack([f.image for f in frames]), device=device)
 
 
-def _run_windows(model: FlowModel, group: list[_Window], device: torch.device, backward: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the model on equally long windows; return ``forward`` and ``backward`` ``[B, T-1, 2, H, W]``."""
-    clips = torch.stack([_to_tensor(w.frames, device) for w in group])
-    with torch.inference_mode():
-        out: FlowOutput = model(clips)
-        bwd = out.backward
-        if backward and bwd is None:
-            bwd = model(clips.flip(1)).forward.flip(1)
-    return out.forward, (bwd if backward else None)
-
-
-def _stream_outputs(model: Any, frames: Iterator[Frame], device: torch.device, backward: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    tensors = (_to_tensor([f], device)[0] for f in frames)
-    accepts_backward = "backward" in inspect.signature(model.stream).parameters
-    outputs = model.stream(tensors, backward=backward) if accepts_backward else model.stream(tensors)
-    with torch.inference_mode():
-        for out in outputs:
-            if backward and out.backward is None:
-                raise InvalidArgumentError(f"{type(model).__name__}.stream does not give backward flow; use backward=False")
-            yield out.forward[0], (out.backward[0] if backward else None)
-
-
 @dataclass
 class FlowPair:
     """One consecutive frame pair and its flows, as yielded by :func:`iter_flow`.
@@ -324,35 +232,48 @@ def _flow_pairs(
     backward: bool,
     skip: Callable[[int], bool] | None,
 ) -> Iterator[FlowPair]:
-    """Consecutive pairs in order, windowed as the model needs (see the module doc)."""
-    if hasattr(model, "stream"):
-        # the model may read ahead; frames wait here until the flows that use them arrive
-        pending: deque[Frame] = deque()
+    """Consecutive pairs in order, from the model's :meth:`~motion.models.base.FlowModel.stream`."""
+    # the model reads ahead; frames wait here until the flows that use them arrive
+    pending: deque[Frame] = deque()
+    next_pair = 0  # stream position of pending[0]
 
-        def remembered(it: Iterator[Frame]) -> Iterator[Frame]:
-            for f in it:
-                pending.append(f)
-                yield f
+    def remembered(it: Iterator[Frame]) -> Iterator[torch.Tensor]:
+        for f in it:
+            pending.append(f)
+            yield _to_tensor([f], device)[0]
 
-        for fwd_block, bwd_block in _stream_outputs(model, remembered(frames), device, backward):
-            for k in range(fwd_block.shape[0]):
-                yield FlowPair(pending[0], pending[1], fwd_block[k], None if bwd_block is None else bwd_block[k])
-                pending.popleft()
-        return
-    pairwise = model.frames_per_window == 2
-    size = batch + 1 if pairwise else int(model.frames_per_window)
-    for group in _batched(plan_windows(frames, size, int(model.min_frames)), 1 if pairwise else batch):
-        pairs = [w.pairs for w in group]
-        if skip is not None and all(skip(a.index) for ps in pairs for a, _ in ps):
-            for ps in pairs:
-                for a, b in ps:
-                    yield FlowPair(a, b, None, None)
-            continue
-        fwd, bwd = _run_windows(model, group, device, backward)
-        for i, (window, window_pairs) in enumerate(zip(group, pairs)):
-            for j, (a, b) in enumerate(window_pairs):
-                k = window.skip + j
-                yield FlowPair(a, b, fwd[i, k], None if bwd is None else bwd[i, k])
+    def done(position: int) -> bool:
+        offset = position - next_pair
+        if skip is None or not 0 <= offset < len(pending) - 1:
+            return False
+        return skip(pending[offset].index)
+
+    def skipped_until(position: int) -> Iterator[FlowPair]:
+        """Pairs the stream passed over (declared done by ``skip``) before ``position``."""
+        nonlocal next_pair
+        while next_pair < position and len(pending) >= 2:
+            if not done(next_pair):
+                raise InvalidArgumentError(
+                    f"{type(model).__name__}.stream gave no flow for pair {next_pair}, which was not declared done"
+                )
+            yield FlowPair(pending[0], pending[1], None, None)
+            pending.popleft()
+            next_pair += 1
+
+    outputs = model.stream(remembered(frames), backward=backward, batch=batch, skip=None if skip is None else done)
+    while True:
+        with torch.inference_mode():
+            out = next(outputs, None)
+        if out is None:
+            break
+        if backward and out.backward is None:
+            raise InvalidArgumentError(f"{type(model).__name__}.stream does not give backward flow; use backward=False")
+        yield from skipped_until(next_pair if out.first_pair is None else out.first_pair)
+        for k in range(out.num_pairs):
+            yield FlowPair(pending[0], pending[1], out.forward[0, k], out.backward[0, k] if backward else None)
+            pending.popleft()
+            next_pair += 1
+    yield from skipped_until(next_pair + len(pending) - 1)
 
 
 def _resolve_model(model: str | FlowModel, device: torch.device, model_options: dict[str, Any]) -> tuple[FlowModel, str]:
@@ -410,7 +331,7 @@ def iter_flow(
     count = 0
     with video, tqdm(total=None if total is None else total - 1, unit="pair", desc=f"flow ({model_name})",
                      disable=not progress) as bar:
-        for pair in _flow_pairs(flow_model, _checked_frames(video, name), device, batch, backward, skip):
+        for pair in _flow_pairs(flow_model, same_size_frames(video, name), device, batch, backward, skip):
             count += 1
             bar.update(1)
             yield pair
@@ -445,7 +366,7 @@ def estimate_flow(
             :func:`motion.open_video`).
         model: a registered name (:func:`motion.list_models`) or a :class:`FlowModel` (moved to ``device``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``, ...
-        batch: flows per model call (pairwise models) or clips per call (multi-frame models).
+        batch: flows per model call (models with their own windows, e.g. VideoFlow, ignore it).
         out_dir: output folder; None keeps everything in memory.
         formats: any of ``"flo"``, ``"png"`` (KITTI 16-bit), ``"npz"``, ``"color"`` (PNG images), ``"mp4"``.
         backward: also compute flows ``t+1 -> t``.
@@ -490,7 +411,7 @@ def estimate_flow(
         "stride": stride,
         "max_frames": max_frames,
         "resize": _jsonable(resize),
-        "frames_per_window": int(getattr(flow_model, "frames_per_window", 2)),
+        "frames_per_window": int(flow_model.frames_per_window),
         "color_max_radius": color_max_radius,
     }
     outputs = None

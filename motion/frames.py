@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import cv2
 import numpy as np
@@ -367,6 +367,20 @@ def _make_decoder(source: Any, backend: str, fps: float | None, seek: bool) -> A
         "source must be a video path, an image folder, a list of image paths or a uint8 [T, H, W, 3] array, "
         f"got {type(source).__name__}"
     )
+
+
+def same_size_frames(frames: Iterable[Frame], source_name: str) -> Iterator[Frame]:
+    """Yield ``frames``, raising an InputFileError naming ``source_name`` when one differs in size from the first."""
+    first_shape = None
+    for frame in frames:
+        if first_shape is None:
+            first_shape = frame.image.shape
+        elif frame.image.shape != first_shape:
+            raise InputFileError(
+                f"{source_name}: frame {frame.index} has size {frame.image.shape[1]}x{frame.image.shape[0]}, "
+                f"but the first frame is {first_shape[1]}x{first_shape[0]}; all frames must have one size"
+            )
+        yield frame
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ _LAZY = {
     "scene_flow_metrics": "pointclouds.metrics",
     "estimate_scene_flow": "pointclouds.methods",
     "SceneFlowOutput": "pointclouds.methods",
+    "list_methods": "pointclouds.methods",
 }
 _SUBMODULES = {"cloud", "neighbors", "metrics", "data", "methods", "synthetic", "geometry"}
 

@@ -16,8 +16,10 @@ _LAZY = {
     "GaussianFlow": "splats.gaussian_flow",
     "GFlow": "splats.gflow",
     "Scene4D": "splats.gflow",
+    "list_gaussian_methods": "splats.methods",
+    "gaussian_method": "splats.methods",
 }
-_SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic"}
+_SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic", "methods"}
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 Scores any registered flow model on the training split of MPI-Sintel (clean and final: EPE all,
 matched, unmatched, s0-10 / s10-40 / s40+), KITTI 2015 (EPE and Fl-all on ``flow_occ`` and
 ``flow_noc``) or the FlyingThings3D test split, with each model's official multi-frame protocol
-(:mod:`tools.protocols`). Every metric is reported twice: pooled over all valid pixels of the set
+(:mod:`motion.protocols`). Every metric is reported twice: pooled over all valid pixels of the set
 (KITTI's official Fl, the Sintel leaderboard) and as the mean over images (what the papers'
 scripts print for KITTI EPE); ``headline`` holds the numbers the papers report.
 
@@ -31,11 +31,11 @@ import torch
 
 from motion.metrics import FlowMetricsAccumulator
 from motion.models.base import FlowModel
+from motion.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, parse_protocol
 from motion4d.atomic import atomic_write_text
 from motion4d.checks import check_choice
 from motion4d.errors import InvalidArgumentError
 from motion4d.imaging import frames_to_tensor
-from tools.protocols import BENCHMARKS, ClipProtocol, Protocol, SequenceProtocol, parse_protocol
 
 RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "eval_config.json"

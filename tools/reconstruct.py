@@ -5,9 +5,10 @@ Usage::
     motion4d reconstruct --method gaussian-flow path/to/dnerf/bouncingballs --out runs/balls \\
         --iterations 3000 --downscale 2
 
-Methods are looked up in :data:`METHODS` (name -> "module:function"); a method module provides
+The methods offered are the registered Gaussian methods (:mod:`splats.methods`) that have a
+runner in :data:`METHODS` (name -> "module:function"); a runner module provides
 ``add_arguments(parser)`` (optional) and the function ``run(args, out_dir) -> dict`` returning a
-summary. Only methods whose module is importable are offered. Every run writes
+summary. Only methods whose runner module is importable are offered. Every run writes
 ``config.json`` (the resolved arguments) beside its outputs.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from motion4d.atomic import atomic_path, atomic_write_text
 from motion4d.errors import InvalidArgumentError
 
-# method name -> "module:function"; each function is run(args, out_dir) -> summary dict
+# registered Gaussian method -> "module:function" of its runner, run(args, out_dir) -> summary dict
 METHODS: dict[str, str] = {
     "gaussian-flow": "tools.reconstruct:run_gaussian_flow",
     "gflow": "tools.reconstruct_gflow:run",
@@ -33,8 +34,10 @@ METHODS: dict[str, str] = {
 
 
 def available_methods() -> dict[str, str]:
-    return {name: target for name, target in METHODS.items()
-            if importlib.util.find_spec(target.split(":")[0]) is not None}
+    from splats.methods import list_gaussian_methods
+
+    return {name: METHODS[name] for name in list_gaussian_methods()
+            if name in METHODS and importlib.util.find_spec(METHODS[name].split(":")[0]) is not None}
 
 
 def _method_module(target: str) -> Any:

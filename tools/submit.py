@@ -6,7 +6,7 @@
 * KITTI 2015 test: ``OUT/flow/000000_10.png`` ... ``000199_10.png``, 16-bit PNGs (u, v at 1/64 px,
   valid = 1 everywhere), zipped as is for the server.
 
-Flows come from the model's official protocol (:mod:`tools.protocols`); finished files are kept
+Flows come from the model's official protocol (:mod:`motion.protocols`); finished files are kept
 on a rerun (every file is written atomically), and the tree is checked at the end: every expected
 file present, readable in its format, of the frame size, finite (:func:`verify_submission`).
 """
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from motion.models.base import FlowModel
+from motion.protocols import ClipProtocol, parse_protocol
 from motion4d.atomic import atomic_write_text
 from motion4d.checks import check_choice
 from motion4d.errors import InputFileError
 from motion4d.imaging import frames_to_tensor
-from tools.protocols import ClipProtocol, parse_protocol
 
 KITTI_MAX_FLOW = 512.0 - 1.0 / 64  # the 16-bit PNG encoding's range
 

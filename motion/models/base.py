@@ -1,42 +1,70 @@
 """The interface every flow method implements (networks, training-free and classical alike)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from motion4d.checks import check_floating, check_shape
+from motion4d.checks import check_floating, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
 
+from ..windowing import plan_windows
 from .blocks import MAX_FLOW, sequence_loss
 
 
 @dataclass
 class FlowOutput:
-    """Result of a flow model on one batch of clips.
+    """Result of a flow model on one batch of clips, or one chunk of :meth:`FlowModel.stream`.
 
     Attributes:
-        forward: ``[B, T-1, 2, H, W]`` flow from frame t to t+1, in pixels (u right, v down).
-        backward: ``[B, T-1, 2, H, W]`` flow from frame t+1 to t, or None when the model does not give it.
-        extras: method-specific tensors (e.g. low-resolution flow, motion features, Reynolds terms).
+        forward: ``[B, P, 2, H, W]`` flow from frame t to t+1, in pixels (u right, v down); ``P = T - 1``
+            for a clip of ``T`` frames, the chunk's pair count for a stream chunk (possibly 0).
+        backward: ``[B, P, 2, H, W]`` flow from frame t+1 to t, or None when the model does not give it.
+        extras: method-specific values (e.g. Reynolds' ``v_o`` / ``v_r`` / ``intensity`` terms).
+        forward_low: ``[B, P, 2, h, w]`` the forward flow at 1/8 of the padded input size, in 1/8
+            pixels (RAFT-family networks), or None.
+        backward_low: the same for ``backward``, or None.
+        forward_iterations: per refinement iteration, ``[B, P, 2, H, W]`` forward predictions (the
+            last equals ``forward``); networks fill it in training mode, for their sequence loss.
+        backward_iterations: the same for ``backward``, or None.
+        first_pair: for a stream chunk, the position in the stream of its first pair (pair k is
+            frames k, k+1); None for a whole-clip call, or a stream that does not number its chunks
+            (its chunks are then taken as consecutive).
     """
 
     forward: torch.Tensor
     backward: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    forward_low: torch.Tensor | None = None
+    backward_low: torch.Tensor | None = None
+    forward_iterations: list[torch.Tensor] | None = None
+    backward_iterations: list[torch.Tensor] | None = None
+    first_pair: int | None = None
+
+    @property
+    def num_pairs(self) -> int:
+        """``P``, the number of flows per clip."""
+        return int(self.forward.shape[1])
 
 
 class FlowModel(nn.Module):
     """Base class: ``model(frames [B, T, 3, H, W] float in [0, 1]) -> FlowOutput``.
 
-    Class attributes a subclass declares so that :func:`motion.estimate_flow` can window a video:
+    Class attributes a subclass declares:
 
-    * ``frames_per_window``: how many frames one call should see (2 for pairwise methods; 3 for
-      VideoFlow-BOF; the clip length for VideoFlow-MOF and StreamFlow).
+    * ``frames_per_window``: how many frames the method looks at together (2 for pairwise
+      methods; 3 for VideoFlow-BOF; the clip length of VideoFlow-MOF and StreamFlow). Evaluation
+      protocols and training clips follow it. The default :meth:`stream` runs pairwise windows,
+      so a method that needs more frames per call overrides it.
     * ``min_frames``: the fewest frames a call accepts.
     * ``trainable``: whether the method has learnable parameters (networks) or not (classical).
+
+    Capabilities every model has (a subclass overrides them where it knows better):
+
+    * :meth:`stream`: flows over a frame sequence of any length, with bounded memory.
     """
 
     frames_per_window: ClassVar[int] = 2
@@ -56,23 +84,77 @@ class FlowModel(nn.Module):
     def forward(self, frames: torch.Tensor) -> FlowOutput:  # pragma: no cover - interface
         raise NotImplementedError  # abstract: every method overrides it
 
+    @torch.no_grad()
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Iterator[FlowOutput]:
+        """Flows of every consecutive pair of a frame sequence, in order, with bounded memory.
+
+        The default runs the model on windows of ``batch + 1`` consecutive frames (at least
+        ``min_frames``) that overlap by one frame, ``[1, batch + 1, 3, H, W]`` per call: ``batch``
+        flows per call, each frame uploaded once. A tail shorter than ``min_frames`` is extended
+        backwards and only its new pairs are given. Backward flow that the model does not produce
+        is computed by running it on the time-reversed window. Models that carry state across
+        windows or need other windows (SplatFlow, StreamFlow, VideoFlow) override this method.
+
+        Args:
+            frames: iterable of ``[3, H, W]`` float frames in [0, 1], read lazily.
+            backward: also give backward flows (t+1 -> t); a model that cannot raises InvalidArgumentError.
+            batch: flows per model call (a scheduling hint: models with their own windows ignore it).
+            skip: ``skip(k) -> bool`` declares pair k (frames k, k+1) already done, for resumable
+                pipelines. A window whose new pairs are all done is not run; it yields an empty chunk
+                (``forward [1, 0, 2, H, W]``, ``first_pair`` just past the skipped pairs), so a
+                consumer can release those frames. A stream may compute pairs declared done (the
+                default does when a window is only partly done; stateful models ignore ``skip``).
+
+        Yields:
+            :class:`FlowOutput` chunks in order: ``forward [1, k, 2, H, W]`` for pairs
+            ``first_pair .. first_pair + k - 1``; ``backward`` likewise when requested, else None.
+        """
+        check_int(batch, "batch", minimum=1)
+        for window in plan_windows(frames, max(batch + 1, self.min_frames), self.min_frames):
+            first, count = window.first_pair, window.num_pairs
+            if skip is not None and all(skip(first + k) for k in range(count)):
+                empty = window.frames[0].new_zeros(1, 0, 2, *window.frames[0].shape[-2:])
+                yield FlowOutput(empty, empty if backward else None, first_pair=first + count)
+                continue
+            clip = torch.stack(window.frames)[None]
+            out = self(clip)
+            bwd = out.backward
+            if backward and bwd is None:
+                bwd = self(clip.flip(1)).forward.flip(1)
+            keep = slice(window.skip, None)
+            yield FlowOutput(
+                out.forward[:, keep],
+                bwd[:, keep] if backward else None,
+                dict(out.extras) if window.skip == 0 else {},
+                forward_low=None if out.forward_low is None else out.forward_low[:, keep],
+                backward_low=None if out.backward_low is None or not backward else out.backward_low[:, keep],
+                first_pair=first,
+            )
+
     # ------------------------------------------------------------------ training (trainable models)
 
     def training_predictions(self, frames: torch.Tensor, iters: int | None = None) -> list[torch.Tensor]:
         """Per-iteration predictions of one training forward on ``frames [B, T, 3, H, W]``: what
         :meth:`loss` consumes (last = final).
 
-        Default: ``self(frames)`` in training mode, whose ``extras["forward_iterations"]`` hold N
-        predictions ``[B, T-1, 2, H, W]``; with ``extras["backward_iterations"]`` too, each prediction
+        Default: ``self(frames)`` in training mode, whose ``forward_iterations`` hold N
+        predictions ``[B, T-1, 2, H, W]``; with ``backward_iterations`` too, each prediction
         is ``[B, 2(T-1), 2, H, W]``, the forward pairs then the backward ones. ``iters`` is used by
         models that take the number of refinement iterations per call (VideoFlow); the others run
         their configured training iterations.
         """
         out = self(frames)
-        predictions = out.extras.get("forward_iterations")
+        predictions = out.forward_iterations
         if not predictions:
             raise InvalidArgumentError(f"{type(self).__name__} gives no per-iteration predictions in training mode")
-        backward = out.extras.get("backward_iterations")
+        backward = out.backward_iterations
         if backward:
             predictions = [torch.cat([f, b], dim=1) for f, b in zip(predictions, backward)]
         return list(predictions)

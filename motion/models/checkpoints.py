@@ -8,7 +8,8 @@ Accepted sources (all loaded strictly by default):
 * our own format written by :func:`save_checkpoint` — ``{"model": name, "config": {...},
   "state_dict": ...}``;
 * a state_dict given directly (a mapping of tensors);
-* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) listed in :data:`NAMED_WEIGHTS`:
+* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) that the model declares in its
+  registry entry (``motion.registry.model_entry(name).weights``, a :class:`WeightSet` per name):
   downloaded once from ptlflow's release assets into the torch hub cache
   (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
 
@@ -34,33 +35,25 @@ KeyMap = Callable[[str], "str | None"]
 
 PTLFLOW_RELEASES = "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/"
 
-# model name -> weight name -> file name of ptlflow's converted release asset (the 8 hex digits
-# before ".ckpt" are the SHA-256 prefix of the file). From ptlflow's
-# docs/source/models/checkpoint_list.csv; the upstream file each was converted from is noted.
-NAMED_WEIGHTS: dict[str, dict[str, str]] = {
-    "videoflow-bof": {
-        # ptlflow hosts no plain BOF_things.pth; "things" is the 288x960 "noise" Things stage.
-        "things": "videoflow_bof-things_288960noise-d581490a.ckpt",  # BOF_things_288960noise.pth
-        "things_288960noise": "videoflow_bof-things_288960noise-d581490a.ckpt",
-        "sintel": "videoflow_bof-sintel-c2010097.ckpt",  # BOF_sintel.pth
-        "kitti": "videoflow_bof-kitti-fa9af79c.ckpt",  # BOF_kitti.pth
-    },
-    "videoflow-mof": {
-        "things": "videoflow_mof-things-e24551af.ckpt",  # MOF_things.pth
-        "things_288960noise": "videoflow_mof-things_288960noise-0615a42e.ckpt",
-        "sintel": "videoflow_mof-sintel-739e4d3a.ckpt",  # MOF_sintel.pth
-        "kitti": "videoflow_mof-kitti-293b4f59.ckpt",  # MOF_kitti.pth
-    },
-    "splatflow": {
-        "kitti": "splatflow-kitti-2aa8e145.ckpt",  # splatflow_kitti_50k.pth
-    },
-    "streamflow": {
-        "things": "streamflow-things-c640255a.ckpt",  # streamflow-things.pth
-        "sintel": "streamflow-sintel-af557e5e.ckpt",  # streamflow-sintel.pth
-        "kitti": "streamflow-kitti-eaafa6ed.ckpt",  # streamflow-kitti.pth
-        "spring": "streamflow-spring-092f8a17.ckpt",  # streamflow-spring.pth
-    },
-}
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A published weight set of one model.
+
+    Attributes:
+        file: file name of ptlflow's converted release asset (the 8 hex digits before ``.ckpt`` are
+            the SHA-256 prefix of the file; from ptlflow's docs/source/models/checkpoint_list.csv),
+            or a full URL.
+        origin: the official file it was converted from, for the record.
+    """
+
+    file: str
+    origin: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.file if "://" in self.file else PTLFLOW_RELEASES + self.file
+
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.[A-Za-z0-9]+$")
 _REPORT_LINES = 12
@@ -187,15 +180,11 @@ def load_weights(
     strict: bool = True,
     key_map: KeyMap | None = None,
 ) -> LoadReport:
-    """Load ``weights`` (a path, a named weight set of ``model_name``, or a state_dict) into ``model``."""
-    if isinstance(weights, str) and model_name is not None and weights in NAMED_WEIGHTS.get(model_name, {}):
-        weights = download_named_weights(model_name, weights)
-    elif isinstance(weights, str) and not Path(weights).exists() and os.sep not in weights and "." not in weights:
-        names = sorted(NAMED_WEIGHTS.get(model_name or "", {}))
-        raise CheckpointError(
-            f"weights={weights!r} is neither an existing file nor a named weight set"
-            + (f" of {model_name} (known: {names})" if model_name else "")
-        )
+    """Load ``weights`` (a checkpoint path or a state_dict) into ``model``.
+
+    Named weight sets (``"sintel"``) are resolved to files by :func:`motion.create` before the
+    builder runs. ``model_name`` is checked against the name stored in our own checkpoints.
+    """
     state, fmt, meta = read_checkpoint(weights)
     if fmt == "motion4d" and model_name is not None and meta.get("model") != model_name:
         raise CheckpointError(
@@ -221,24 +210,16 @@ def save_checkpoint(
     return target
 
 
-def named_weights_url(model_name: str, weights: str) -> str:
-    """Download URL of a named weight set (raises CheckpointError for unknown names)."""
-    table = NAMED_WEIGHTS.get(model_name)
-    if table is None or weights not in table:
-        known = sorted(table) if table else []
-        raise CheckpointError(f"no named weights {weights!r} for {model_name!r}; known: {known}")
-    file_name = table[weights]
-    return file_name if "://" in file_name else PTLFLOW_RELEASES + file_name
+def download_weight_set(weight_set: WeightSet, label: str, progress: bool = True) -> Path:
+    """Return the local path of a published weight set, downloading it into the torch hub cache once.
 
-
-def download_named_weights(model_name: str, weights: str, progress: bool = True) -> Path:
-    """Return the local path of a named weight set, downloading it into the torch hub cache once.
+    ``label`` names it in messages (e.g. ``"the 'sintel' weights of videoflow-mof"``).
 
     The SHA-256 of the downloaded file must start with the hex digits in its name (torch hub's
     convention, which ptlflow's assets follow). Failures raise :class:`CheckpointError` that says
     what to download by hand.
     """
-    url = named_weights_url(model_name, weights)
+    url = weight_set.url
     file_name = url.rsplit("/", 1)[-1]
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     target = cache / file_name
@@ -250,7 +231,7 @@ def download_named_weights(model_name: str, weights: str, progress: bool = True)
         torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1) if match else None, progress=progress)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise CheckpointError(
-            f"could not download the {weights!r} weights of {model_name} from {url} ({exc}). Without network "
+            f"could not download {label} from {url} ({exc}). Without network "
             f"access, download the file elsewhere and pass weights=PATH, or place it at {target}"
         ) from exc
     except RuntimeError as exc:  # torch.hub's hash mismatch; it removes the partial file

@@ -216,11 +216,12 @@ def encode_video(
 
     from motion4d.atomic import atomic_write_text
     from motion4d.device import resolve_device
+    from motion4d.imaging import frames_to_tensor
 
-    from ..estimate import _checked_frames, _to_tensor, plan_windows
-    from ..frames import open_video
+    from ..frames import open_video, same_size_frames
     from ..image_io import write_image
     from ..video_writer import VideoWriter
+    from ..windowing import plan_windows
 
     check_choice(encoding, "encoding", ("rgb", "hsv"))
     check_choice(hsv_term, "hsv_term", OUTPUTS)
@@ -252,8 +253,8 @@ def encode_video(
     try:
         if writer is not None:
             writer.__enter__()
-        for window in plan_windows(_checked_frames(video, name), batch + 1, 2):
-            frames = _to_tensor(window.frames, device)[None]
+        for window in plan_windows(same_size_frames(video, name), batch + 1, 2):
+            frames = frames_to_tensor(np.stack([f.image for f in window.frames]), device=device)[None]
             result = model(frames)
             if encoding == "rgb":
                 images = encoder(result.extras["v_o"][0], result.extras["v_r"][0], result.extras["intensity"][0])

@@ -26,7 +26,7 @@ Two ways to carry the temporal feature over a video (``carry``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,7 +35,8 @@ from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from ..padding import PAD_MODES, InputPadder
-from ..registry import register
+from ..protocols import ClipProtocol, SequenceProtocol
+from ..registry import TrainingRecipe, register
 from .base import FlowModel, FlowOutput
 from .blocks import (
     MAX_FLOW,
@@ -50,6 +51,7 @@ from .blocks import (
     mask_head,
     normalize_images,
 )
+from .checkpoints import WeightSet
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -183,8 +185,8 @@ class SplatFlowUpdate(nn.Module):
 class SplatFlow(FlowModel):
     """SplatFlow behind the :class:`FlowModel` interface (see the module docstring).
 
-    In training mode ``extras["forward_iterations"]`` holds the per-iteration predictions
-    ``[B, T-1, 2, H, W]`` (:meth:`training_predictions`, consumed by :meth:`loss`).
+    In training mode ``forward_iterations`` holds the per-iteration predictions
+    ``[B, T-1, 2, H, W]`` for :meth:`loss`.
     """
 
     frames_per_window: ClassVar[int] = 3
@@ -245,13 +247,21 @@ class SplatFlow(FlowModel):
             flows.append(padder.unpad(previous.estimate.flow))
             lows.append(previous.estimate.low)
             iterations.append([padder.unpad(f) for f in previous.estimate.iterations])
-        extras: dict[str, Any] = {"forward_low": torch.stack(lows, dim=1)}
-        if keep:
-            extras["forward_iterations"] = [torch.stack(its, dim=1) for its in zip(*iterations)]
-        return FlowOutput(torch.stack(flows, dim=1), None, extras)
+        return FlowOutput(
+            torch.stack(flows, dim=1),
+            forward_low=torch.stack(lows, dim=1),
+            forward_iterations=[torch.stack(its, dim=1) for its in zip(*iterations)] if keep else None,
+        )
 
     @torch.no_grad()
-    def stream(self, frames: Iterable[torch.Tensor]) -> Iterator[FlowOutput]:
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Iterator[FlowOutput]:
         """Flows of consecutive pairs of a frame sequence, one pair per output.
 
         Each frame's features are computed once; the previous pair's motion feature and
@@ -260,11 +270,16 @@ class SplatFlow(FlowModel):
 
         Args:
             frames: iterable of ``[3, H, W]`` or ``[B, 3, H, W]`` float frames in [0, 1].
+            backward: must be False: SplatFlow gives forward flow only (InvalidArgumentError otherwise).
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: the motion
+                feature of every pair feeds the next, so every pair is run.
 
         Yields:
-            ``FlowOutput(forward [B, 1, 2, H, W])`` for pair ``extras["first_pair"]``
-            (``extras["forward_low"]`` holds its 1/8-resolution flow).
+            ``FlowOutput(forward [B, 1, 2, H, W])`` for pair ``first_pair`` (``forward_low``
+            holds its 1/8-resolution flow).
         """
+        if backward:
+            raise InvalidArgumentError(f"{type(self).__name__} gives forward flow only; use backward=False")
         device = self._device()
         padder: InputPadder | None = None
         first_shape = None
@@ -283,8 +298,8 @@ class SplatFlow(FlowModel):
             fmap2 = self.fnet(image2).float()
             if image1 is not None:
                 previous = self._advance(image1, fmap1, fmap2, previous, False)
-                yield FlowOutput(padder.unpad(previous.estimate.flow)[:, None], None,
-                                 {"first_pair": index - 1, "forward_low": previous.estimate.low[:, None]})
+                yield FlowOutput(padder.unpad(previous.estimate.flow)[:, None], first_pair=index - 1,
+                                 forward_low=previous.estimate.low[:, None])
             image1, fmap1 = image2, fmap2
 
     # ------------------------------------------------------------------ network
@@ -451,7 +466,28 @@ def load_splatflow_weights(model: SplatFlow, weights: Any) -> str:
     return "full" if has_sp else "backbone"
 
 
-@register("splatflow", "SplatFlow (IJCV 2024): GMA + splatted motion feature of the previous pair", trainable=True)
+#: ptlflow's converted release of the official SplatFlow weights.
+WEIGHTS = {"kitti": WeightSet("splatflow-kitti-2aa8e145.ckpt", "splatflow_kitti_50k.pth")}
+
+#: The official evaluation: Sintel streamed (motion feature carried); KITTI's multi-view _09.._11
+#: and Things triplets, the last flow.
+PROTOCOLS = {
+    "sintel": SequenceProtocol("SplatFlow: streamed, motion feature carried"),
+    "kitti": ClipProtocol(3, 1, 1, description="SplatFlow: multi-view _09.._11, last flow"),
+    "things": ClipProtocol(3, 1, 1, description="SplatFlow: triplets, last flow"),
+}
+
+
+#: SplatFlow's training recipe where it differs from the common stages (research note 3.6).
+RECIPE = TrainingRecipe(stages={
+    "things": {"steps": 100_000, "lr": 1.25e-4, "crop": (400, 720), "weight_decay": 1e-5},
+    "sintel": {"lr": 1.25e-4, "batch_size": 6, "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
+    "kitti": {"mixture": "20*sintel_clean+420*kitti+10*hd1k+things", "steps": 50_000, "batch_size": 6,
+              "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
+})
+
+@register("splatflow", "SplatFlow (IJCV 2024): GMA + splatted motion feature of the previous pair", trainable=True,
+          weights=WEIGHTS, protocols=PROTOCOLS, recipe=RECIPE)
 def build_splatflow(weights: Any = None, **options: Any) -> SplatFlow:
     """SplatFlow. ``weights``: a checkpoint path (official, GMA, ptlflow, ours), ``"kitti"``, or None."""
     known = set(SplatFlowConfig.__dataclass_fields__)

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,8 @@ from motion4d.checks import check_choice, check_finite, check_int
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from ..padding import PAD_MODES, InputPadder
-from ..registry import register
+from ..protocols import ClipProtocol, SequenceProtocol
+from ..registry import TrainingRecipe, register
 from .base import FlowModel, FlowOutput
 from .blocks import (
     MAX_FLOW,
@@ -54,6 +54,7 @@ from .blocks import (
     normalize_images,
     sequence_loss,
 )
+from .checkpoints import WeightSet
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -215,8 +216,8 @@ class GroupFlows:
 class StreamFlow(FlowModel):
     """StreamFlow behind the :class:`FlowModel` interface (see the module docstring).
 
-    In training mode (``N == group_size``) ``extras["forward_iterations"]`` holds the per-iteration
-    predictions ``[B, T-1, 2, H, W]`` (:meth:`training_predictions`, consumed by :meth:`loss`).
+    In training mode (``N == group_size``) ``forward_iterations`` holds the per-iteration
+    predictions ``[B, T-1, 2, H, W]`` for :meth:`loss`.
     """
 
     min_frames: ClassVar[int] = 2
@@ -267,13 +268,21 @@ class StreamFlow(FlowModel):
             parts = [x[g * b:(g + 1) * b, t - 1 - keep:] for g, (_, keep) in enumerate(plan)]
             return torch.cat(parts, dim=1)
 
-        extras: dict[str, Any] = {"forward_low": assemble(result.low)}
-        if self.training:
-            extras["forward_iterations"] = [padder.unpad(assemble(f)) for f in result.iterations]
-        return FlowOutput(padder.unpad(assemble(result.flows)), None, extras)
+        return FlowOutput(
+            padder.unpad(assemble(result.flows)),
+            forward_low=assemble(result.low),
+            forward_iterations=[padder.unpad(assemble(f)) for f in result.iterations] if self.training else None,
+        )
 
     @torch.no_grad()
-    def stream(self, frames: Iterable[torch.Tensor]) -> Iterator[FlowOutput]:
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Iterator[FlowOutput]:
         """Flows over a frame sequence, one group of ``group_size`` frames at a time.
 
         Groups start every T-1 frames; the last group is aligned to the end and gives only its new
@@ -281,11 +290,15 @@ class StreamFlow(FlowModel):
 
         Args:
             frames: iterable of ``[3, H, W]`` or ``[B, 3, H, W]`` float frames in [0, 1].
+            backward: must be False: StreamFlow gives forward flow only (InvalidArgumentError otherwise).
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: every group is run.
 
         Yields:
             ``FlowOutput(forward [B, k, 2, H, W])`` for pairs ``first_pair .. first_pair + k - 1``
-            (``extras["first_pair"]``), in order.
+            (``first_pair``), in order.
         """
+        if backward:
+            raise InvalidArgumentError(f"{type(self).__name__} gives forward flow only; use backward=False")
         t = self.group_size
         device = self._device()
         recent: deque[torch.Tensor] = deque(maxlen=t)
@@ -312,8 +325,8 @@ class StreamFlow(FlowModel):
 
     def _emit(self, clip: torch.Tensor, keep: int, first_pair: int, padder: InputPadder) -> FlowOutput:
         result = self.estimate_group(clip)
-        return FlowOutput(padder.unpad(result.flows[:, -keep:]), None,
-                          {"first_pair": first_pair, "forward_low": result.low[:, -keep:]})
+        return FlowOutput(padder.unpad(result.flows[:, -keep:]), first_pair=first_pair,
+                          forward_low=result.low[:, -keep:])
 
     # ------------------------------------------------------------------ network
 
@@ -432,26 +445,45 @@ def group_size_of(state: Mapping[str, torch.Tensor]) -> int:
 
 
 def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str, str]:
-    """Resolve a path, named weight set or state_dict to ``(state_dict, format, source)``.
+    """Read a checkpoint path or state_dict as ``(state_dict, format, source)``.
 
     Accepts ``{'model': ...}`` with ``module.`` keys (official), raw state_dicts, ptlflow's ``.ckpt``
     and our own checkpoints.
     """
-    from .checkpoints import NAMED_WEIGHTS, download_named_weights, read_checkpoint
+    from .checkpoints import read_checkpoint
 
-    named = NAMED_WEIGHTS.get("streamflow", {})
-    if isinstance(weights, str) and weights in named:
-        weights = download_named_weights("streamflow", weights)
-    elif isinstance(weights, str) and not Path(weights).exists() and "/" not in weights and "." not in weights:
-        raise CheckpointError(f"weights={weights!r} is neither an existing file nor a named weight set of "
-                              f"streamflow (known: {sorted(named)})")
     state, fmt, meta = read_checkpoint(weights)
     if fmt == "motion4d" and meta.get("model") != "streamflow":
         raise CheckpointError(f"weights: checkpoint {weights} was saved for model {meta.get('model')!r}, not 'streamflow'")
     return state, fmt, "<state_dict>" if isinstance(weights, Mapping) else str(weights)
 
 
-@register("streamflow", "StreamFlow (NeurIPS 2024): T-frame in-batch flow, Twins ISC encoder + GTR decoder", trainable=True)
+#: ptlflow's converted releases of the official StreamFlow weights.
+WEIGHTS = {
+    "things": WeightSet("streamflow-things-c640255a.ckpt", "streamflow-things.pth"),
+    "sintel": WeightSet("streamflow-sintel-af557e5e.ckpt", "streamflow-sintel.pth"),
+    "kitti": WeightSet("streamflow-kitti-eaafa6ed.ckpt", "streamflow-kitti.pth"),
+    "spring": WeightSet("streamflow-spring-092f8a17.ckpt", "streamflow-spring.pth"),
+}
+
+#: The official evaluation: Sintel / Things sequences in groups of T (stride T-1, end aligned);
+#: KITTI's multi-view frames _08.._11, the last flow.
+PROTOCOLS = {
+    "sintel": SequenceProtocol("StreamFlow: groups of T frames, stride T-1, end aligned"),
+    "kitti": ClipProtocol(4, 2, 2, description="StreamFlow: multi-view _08.._11, last flow"),
+    "things": SequenceProtocol("StreamFlow: groups of T frames"),
+}
+
+
+#: StreamFlow's training recipe where it differs from the common stages (research note 4.6).
+RECIPE = TrainingRecipe(stages={
+    "things": {"steps": 300_000, "lr": 6e-4, "batch_size": 16, "crop": (400, 720), "weight_decay": 1e-5, "amp": "auto"},
+    "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 180_000,
+               "lr": 1.75e-4, "weight_decay": 1e-5},
+})
+
+@register("streamflow", "StreamFlow (NeurIPS 2024): T-frame in-batch flow, Twins ISC encoder + GTR decoder", trainable=True,
+          weights=WEIGHTS, protocols=PROTOCOLS, recipe=RECIPE)
 def build_streamflow(weights: Any = None, **options: Any) -> StreamFlow:
     """StreamFlow. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"`` | ``"spring"``,
     or None. ``group_size`` defaults to the T the weights were trained for (4 without weights)."""

@@ -48,7 +48,7 @@ class TinyFlow(FlowModel):
         fine = coarse + self.refine(torch.cat([features, coarse], dim=1))
         shape = (b, t - 1, 2, h, w)
         iterations = [coarse.reshape(shape), fine.reshape(shape)]
-        return FlowOutput(iterations[-1], None, {"forward_iterations": iterations})
+        return FlowOutput(iterations[-1], forward_iterations=iterations)
 
 
 @register("tiny-flow", "tiny conv flow regressor for smoke tests of training (not accurate)", trainable=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,8 @@ from motion4d.checks import check_choice, check_finite, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
 
 from ..padding import InputPadder
-from ..registry import register
+from ..protocols import ClipProtocol, SequenceProtocol
+from ..registry import TrainingRecipe, register
 from .base import FlowModel, FlowOutput
 from .blocks import (
     MAX_FLOW,
@@ -56,6 +57,7 @@ from .blocks import (
     sample_bilinear,
     sequence_loss,
 )
+from .checkpoints import WeightSet
 
 HIDDEN = 128
 CONTEXT = 128
@@ -238,7 +240,7 @@ class VideoFlow(FlowModel):
     """VideoFlow network behind the :class:`FlowModel` interface (see the module docstring).
 
     ``model(frames [B, T, 3, H, W] in [0, 1]) -> FlowOutput(forward [B, T-1, 2, H, W], backward)``.
-    In training mode ``extras["forward_iterations"]`` (and ``"backward_iterations"``) hold the
+    In training mode ``forward_iterations`` (and ``backward_iterations``) hold the
     per-iteration predictions for :func:`~motion.models.blocks.sequence_loss`.
     """
 
@@ -303,14 +305,14 @@ class VideoFlow(FlowModel):
         result = self._interior(images, index, all_iterations=self.training)
         out_fwd = padder.unpad(result.forward[:, : t - 1])
         out_bwd = padder.unpad(result.backward[:, 1:t]) if self.config.backward else None
-        extras: dict[str, Any] = {"forward_low": result.forward_low[:, : t - 1]}
+        out = FlowOutput(out_fwd, out_bwd, forward_low=result.forward_low[:, : t - 1])
         if self.config.backward:
-            extras["backward_low"] = result.backward_low[:, 1:t]
+            out.backward_low = result.backward_low[:, 1:t]
         if result.iterations:
-            extras["forward_iterations"] = [padder.unpad(f[:, : t - 1]) for f, _ in result.iterations]
+            out.forward_iterations = [padder.unpad(f[:, : t - 1]) for f, _ in result.iterations]
             if self.config.backward:
-                extras["backward_iterations"] = [padder.unpad(bw[:, 1:t]) for _, bw in result.iterations]
-        return FlowOutput(out_fwd, out_bwd, extras)
+                out.backward_iterations = [padder.unpad(bw[:, 1:t]) for _, bw in result.iterations]
+        return out
 
     def interior_flows(
         self, frames: torch.Tensor, iters: int | None = None, all_iterations: bool | None = None
@@ -342,7 +344,13 @@ class VideoFlow(FlowModel):
 
     @torch.no_grad()
     def stream(
-        self, frames: Iterable[torch.Tensor], backward: bool | None = None, window: int | None = None
+        self,
+        frames: Iterable[torch.Tensor],
+        backward: bool = False,
+        *,
+        batch: int = 8,
+        skip: Callable[[int], bool] | None = None,
+        window: int | None = None,
     ) -> Iterator[FlowOutput]:
         """Flow over a long frame sequence with bounded memory, following the official protocol.
 
@@ -353,25 +361,27 @@ class VideoFlow(FlowModel):
 
         Args:
             frames: iterable of ``[B, 3, H, W]`` (or ``[3, H, W]``) float frames in [0, 1].
-            backward: also give backward flows (default ``config.backward``).
+            backward: also give backward flows.
+            batch, skip: accepted for :meth:`FlowModel.stream`'s interface and not used: the windows
+                overlap by two frames, so every window is run.
+            window: frames per window (at least 3).
 
         Yields:
             ``FlowOutput`` chunks in order: ``forward [B, k, 2, H, W]`` for pairs
-            ``first_pair .. first_pair + k - 1`` (``extras["first_pair"]``), ``backward`` likewise
-            or None. Chunks hold at most ``window - 2`` pairs.
+            ``first_pair .. first_pair + k - 1``, ``backward`` likewise or None. Chunks hold at
+            most ``window - 2`` pairs.
         """
-        want_backward = self.config.backward if backward is None else backward
         size = window or self.frames_per_window
         check_int(size, "window", minimum=3)
         plan = _WindowPlan(size)
         for frame in frames:
             frame = self._as_batch_frame(frame, "frame")
             for clip, positions in plan.push(frame):
-                yield from plan.collect(self.interior_flows(clip), positions, want_backward)
+                yield from plan.collect(self.interior_flows(clip), positions, backward)
         if plan.num_frames < 2:
             return
-        for clip, positions in plan.finish(want_backward):
-            yield from plan.collect(self.interior_flows(clip), positions, want_backward)
+        for clip, positions in plan.finish(backward):
+            yield from plan.collect(self.interior_flows(clip), positions, backward)
 
     # ------------------------------------------------------------------ network
 
@@ -566,7 +576,7 @@ class _WindowPlan:
             yield FlowOutput(
                 torch.stack(fwd, dim=1),
                 torch.stack(bwd, dim=1) if backward else None,
-                {"first_pair": self.emitted - len(fwd)},
+                first_pair=self.emitted - len(fwd),
             )
 
 
@@ -608,13 +618,54 @@ def _build(variant: str, weights: Any, options: dict[str, Any]) -> VideoFlow:
     return model
 
 
-@register("videoflow-bof", "VideoFlow TROF/BOF (ICCV 2023): 3-frame bidirectional flow, Twins-SVT + SK update", trainable=True)
+#: ptlflow's converted releases of the official weights (ptlflow hosts no plain BOF_things.pth:
+#: BOF "things" is the 288x960 "noise" Things stage).
+BOF_WEIGHTS = {
+    "things": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
+    "things_288960noise": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
+    "sintel": WeightSet("videoflow_bof-sintel-c2010097.ckpt", "BOF_sintel.pth"),
+    "kitti": WeightSet("videoflow_bof-kitti-fa9af79c.ckpt", "BOF_kitti.pth"),
+}
+MOF_WEIGHTS = {
+    "things": WeightSet("videoflow_mof-things-e24551af.ckpt", "MOF_things.pth"),
+    "things_288960noise": WeightSet("videoflow_mof-things_288960noise-0615a42e.ckpt"),
+    "sintel": WeightSet("videoflow_mof-sintel-739e4d3a.ckpt", "MOF_sintel.pth"),
+    "kitti": WeightSet("videoflow_mof-kitti-293b4f59.ckpt", "MOF_kitti.pth"),
+}
+
+#: The official evaluation: BOF on triplets through the raw network (interior frame = centre);
+#: MOF on whole sequences (5-frame windows over the first-frame-repeated sequence), KITTI's
+#: multi-view _08.._12 with the centre frame _10.
+BOF_PROTOCOLS = {
+    "sintel": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets, first frame repeated"),
+    "kitti": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: multi-view _09.._11"),
+    "things": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets"),
+}
+MOF_PROTOCOLS = {
+    "sintel": SequenceProtocol("VideoFlow-MOF: 5-frame windows over the first-frame-repeated sequence"),
+    "kitti": ClipProtocol(5, 2, 1, call="interior", description="VideoFlow-MOF: multi-view _08.._12, centre"),
+    "things": SequenceProtocol("VideoFlow-MOF: 5-frame windows"),
+}
+
+
+#: VideoFlow's training recipes (research note 2.7): BOF is the common staged recipe with RAFT's
+#: eraser in its 3-frame augmentor; MOF trains longer on Things with 6 iterations, shorter later.
+BOF_RECIPE = TrainingRecipe(eraser_prob=0.5)
+MOF_RECIPE = TrainingRecipe(stages={
+    "things": {"steps": 125_000, "amp": "auto", "iters": 6},
+    "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 40_000, "amp": "auto"},
+    "kitti": {"steps": 25_000},
+})
+
+@register("videoflow-bof", "VideoFlow TROF/BOF (ICCV 2023): 3-frame bidirectional flow, Twins-SVT + SK update", trainable=True,
+          weights=BOF_WEIGHTS, protocols=BOF_PROTOCOLS, recipe=BOF_RECIPE)
 def build_videoflow_bof(weights: Any = None, **options: Any) -> VideoFlow:
     """VideoFlow-BOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
     return _build("bof", weights, options)
 
 
-@register("videoflow-mof", "VideoFlow MOP/MOF (ICCV 2023): N-frame flow with motion propagation", trainable=True)
+@register("videoflow-mof", "VideoFlow MOP/MOF (ICCV 2023): N-frame flow with motion propagation", trainable=True,
+          weights=MOF_WEIGHTS, protocols=MOF_PROTOCOLS, recipe=MOF_RECIPE)
 def build_videoflow_mof(weights: Any = None, **options: Any) -> VideoFlow:
     """VideoFlow-MOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
     return _build("mof", weights, options)

@@ -1,8 +1,8 @@
 """The papers' staged training recipes of the RAFT-family networks, per model.
 
 Stages: FlyingThings3D (``things``), then the Sintel mixture (``sintel``), then KITTI (``kitti``).
-:data:`STAGES` holds VideoFlow-BOF's numbers, :data:`MODEL_STAGES` what differs for the other models
-(research notes 2.7, 3.6, 4.6). A stage's settings are the loop's (:class:`TrainConfig` fields) plus
+:data:`STAGES` holds VideoFlow-BOF's numbers; what differs for another model is declared with its
+registration (:class:`motion.registry.TrainingRecipe`, research notes 2.7, 3.6, 4.6). A stage's settings are the loop's (:class:`TrainConfig` fields) plus
 its data: ``mixture`` (:mod:`motion.data.mixing`) and ``augment_ranges`` (per-component zoom ranges
 that override :data:`AUGMENT_RANGES`).
 """
@@ -13,9 +13,10 @@ from typing import Any
 
 from motion4d.checks import check_choice
 
+from ..registry import model_entry
 from .config import TrainConfig
 
-#: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes in MODEL_STAGES).
+#: The stages of the RAFT-family recipe (VideoFlow-BOF's numbers; per-model changes in each model's recipe).
 #: ``amp``: False where the official recipe trains in fp32, "auto" (on CUDA) where it uses AMP.
 STAGES: dict[str, dict[str, Any]] = {
     "things": {"mixture": "things_clean+things_final", "steps": 120_000, "lr": 2.5e-4, "batch_size": 8,
@@ -25,30 +26,6 @@ STAGES: dict[str, dict[str, Any]] = {
     "kitti": {"mixture": "kitti", "steps": 80_000, "lr": 1.25e-4, "batch_size": 8, "crop": (432, 960),
               "gamma": 0.85, "weight_decay": 1e-4, "amp": False, "augment_ranges": {"kitti": (-0.2, 0.4, False)}},
 }
-
-#: registered-name prefix -> stage -> settings that differ from :data:`STAGES` (research notes 2.7, 3.6, 4.6).
-MODEL_STAGES: dict[str, dict[str, dict[str, Any]]] = {
-    "videoflow-mof": {
-        "things": {"steps": 125_000, "amp": "auto", "iters": 6},
-        "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 40_000, "amp": "auto"},
-        "kitti": {"steps": 25_000},
-    },
-    "splatflow": {
-        "things": {"steps": 100_000, "lr": 1.25e-4, "crop": (400, 720), "weight_decay": 1e-5},
-        "sintel": {"lr": 1.25e-4, "batch_size": 6, "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
-        "kitti": {"mixture": "20*sintel_clean+420*kitti+10*hd1k+things", "steps": 50_000, "batch_size": 6,
-                  "crop": (368, 768), "gamma": 0.8, "weight_decay": 1e-5},
-    },
-    "streamflow": {
-        "things": {"steps": 300_000, "lr": 6e-4, "batch_size": 16, "crop": (400, 720), "weight_decay": 1e-5, "amp": "auto"},
-        "sintel": {"mixture": "100*sintel_clean+100*sintel_final+50*kitti+5*hd1k+things", "steps": 180_000,
-                   "lr": 1.75e-4, "weight_decay": 1e-5},
-    },
-}
-
-#: registered-name prefix -> probability of RAFT's eraser (occlusion) augmentation in its recipe
-#: (research note 1: on in VideoFlow-BOF's 3-frame augmentor, off in the multi-frame ones)
-ERASER_PROB: dict[str, float] = {"videoflow-bof": 0.5}
 
 #: mixture component -> (min, max log2 zoom, flips) of the papers' augmentation (research notes 2.7)
 AUGMENT_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -61,15 +38,14 @@ _TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))
 
 
 def stage_settings(model_name: str, stage: str) -> dict[str, Any]:
-    """Every setting of ``stage`` for ``model_name``: :data:`STAGES` with the model's changes from
-    :data:`MODEL_STAGES` (longest matching name prefix); :class:`TrainConfig` fields, ``mixture``
-    and optionally ``augment_ranges``."""
+    """Every setting of ``stage`` for ``model_name``: :data:`STAGES` with the changes its registration
+    declares (:attr:`~motion.registry.ModelEntry.recipe`); :class:`TrainConfig` fields, ``mixture`` and
+    optionally ``augment_ranges``."""
     check_choice(stage, "stage", tuple(STAGES))
     settings = dict(STAGES[stage])
-    for prefix in sorted(MODEL_STAGES, key=len, reverse=True):
-        if model_name.startswith(prefix):
-            settings.update(MODEL_STAGES[prefix].get(stage, {}))
-            break
+    recipe = model_entry(model_name).recipe
+    if recipe is not None:
+        settings.update(recipe.stages.get(stage, {}))
     return settings
 
 
@@ -81,5 +57,6 @@ def recipe_for(model_name: str, stage: str) -> TrainConfig:
 
 
 def eraser_prob_for(model_name: str) -> float:
-    """Probability of RAFT's eraser in ``model_name``'s recipe (:data:`ERASER_PROB`, else 0)."""
-    return next((p for prefix, p in ERASER_PROB.items() if model_name.startswith(prefix)), 0.0)
+    """Probability of RAFT's eraser in ``model_name``'s recipe (0 without one)."""
+    recipe = model_entry(model_name).recipe
+    return recipe.eraser_prob if recipe is not None else 0.0

@@ -11,16 +11,23 @@
 ``nsfp-fast``  NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)
 ``scoop``      SCOOP correspondence network + test-time refinement (needs ``weights=``)
 ============== ===========================================================================
+
+Each method module registers its run function (:func:`register_method`, a
+:class:`~motion4d.registry.Registry` of :class:`SceneFlowMethod` entries); :func:`list_methods`
+names them all.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from motion4d.checks import check_choice
-
 from .common import SceneFlowOutput
+from .registry import SceneFlowMethod, list_methods, method_entries, register_method, run_method
 
-METHODS = ("zero", "nn", "icp", "nsfp", "nsfp-fast", "scoop")
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # computed on use: listing the methods imports their modules
+        return tuple(list_methods())
+    raise AttributeError(f"module 'pointclouds.methods' has no attribute {name!r}")
 
 
 def estimate_scene_flow(source: Any, target: Any, method: str = "nsfp", **options: Any) -> SceneFlowOutput:
@@ -29,7 +36,7 @@ def estimate_scene_flow(source: Any, target: Any, method: str = "nsfp", **option
     Args:
         source: ``[N, 3]`` cloud (PointCloud, torch tensor or numpy array), metres.
         target: ``[M, 3]`` cloud of the next time step.
-        method: one of :data:`METHODS`.
+        method: a registered method (:func:`list_methods`; :data:`METHODS` is the same as a tuple).
         **options: method options: ``device`` for all; NSFP fields of
             :class:`~pointclouds.methods.nsfp.NSFPConfig` (``lr``, ``patience``, ``max_iterations``,
             ``backward_flow``...) and ``progress``; SCOOP ``weights`` (checkpoint path, a loaded
@@ -41,20 +48,18 @@ def estimate_scene_flow(source: Any, target: Any, method: str = "nsfp", **option
         :class:`SceneFlowOutput` with ``flow float32 [N, 3]`` (CPU) plus time, iterations, loss.
 
     Raises:
-        Motion4DError subclasses for empty / non-finite / mis-shaped clouds and unknown options.
+        Motion4DError subclasses for empty / non-finite / mis-shaped clouds, unknown methods and
+        unknown options.
     """
-    check_choice(method, "method", METHODS)
-    if method in ("zero", "nn", "icp"):
-        from .baselines import run_baseline
-
-        return run_baseline(method, source, target, **options)
-    if method in ("nsfp", "nsfp-fast"):
-        from .nsfp import nsfp_flow
-
-        return nsfp_flow(source, target, preset=method, **options)
-    from .scoop import scoop_flow
-
-    return scoop_flow(source, target, **options)
+    return run_method(method, source, target, **options)
 
 
-__all__ = ["estimate_scene_flow", "SceneFlowOutput", "METHODS"]
+__all__ = [
+    "estimate_scene_flow",
+    "SceneFlowOutput",
+    "METHODS",
+    "SceneFlowMethod",
+    "list_methods",
+    "method_entries",
+    "register_method",
+]

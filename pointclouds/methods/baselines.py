@@ -12,19 +12,22 @@ from typing import Any
 
 import torch
 
-from motion4d.checks import check_finite, check_float, check_int, check_shape
+from motion4d.checks import check_choice, check_finite, check_float, check_int, check_shape
 from motion4d.device import resolve_device
 from pointclouds.neighbors import knn
 
-from .common import SceneFlowOutput, Timer, check_pair, split_options
+from .common import SceneFlowOutput, Timer, check_pair
+from .registry import register_method, run_method
 
 
+@register_method("zero", "zero flow", options=("device",))
 def zero_flow(source: Any, target: Any, *, device: Any = "cpu") -> SceneFlowOutput:
     """``flow = 0`` for every source point (target validated all the same)."""
     src, _ = check_pair(source, target, resolve_device(device))
     return SceneFlowOutput(torch.zeros_like(src).cpu(), "zero")
 
 
+@register_method("nn", "nearest-neighbour flow (q_nn(p) - p)", options=("device", "backend"))
 def nearest_neighbor_flow(source: Any, target: Any, *, device: Any = "cpu", backend: str = "auto") -> SceneFlowOutput:
     """``flow_i = nearest target point - p_i`` (KD-tree on the CPU, exact brute force on GPU)."""
     dev = resolve_device(device)
@@ -62,6 +65,11 @@ def _apply(T: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return (p.double() @ T[:3, :3].T + T[:3, 3]).to(p.dtype)
 
 
+@register_method(
+    "icp",
+    "one rigid transform (point-to-point ICP, KD-tree + Kabsch)",
+    options=("device", "max_iterations", "max_correspondence_distance", "tolerance", "init", "backend"),
+)
 def icp_flow(
     source: Any,
     target: Any,
@@ -123,16 +131,13 @@ def icp_flow(
     )
 
 
+BASELINES = ("zero", "nn", "icp")
+
+
 def run_baseline(method: str, source: Any, target: Any, **options: Any) -> SceneFlowOutput:
-    """Dispatch ``zero`` / ``nn`` / ``icp`` with option checking."""
-    allowed = {
-        "zero": {"device"},
-        "nn": {"device", "backend"},
-        "icp": {"device", "max_iterations", "max_correspondence_distance", "tolerance", "init", "backend"},
-    }[method]
-    split_options(options, allowed, method)
-    fn = {"zero": zero_flow, "nn": nearest_neighbor_flow, "icp": icp_flow}[method]
-    return fn(source, target, **options)
+    """Run ``zero`` / ``nn`` / ``icp`` with option checking."""
+    check_choice(method, "method", BASELINES)
+    return run_method(method, source, target, **options)
 
 
 __all__ = ["zero_flow", "nearest_neighbor_flow", "icp_flow", "kabsch", "run_baseline"]

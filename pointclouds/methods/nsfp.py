@@ -70,6 +70,7 @@ from pointclouds.neighbors import chamfer_distance, knn
 
 from .common import SceneFlowOutput, Timer, as_points, check_pair, chunks
 from .dt import DistanceGrid
+from .registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 LOSSES = ("chamfer", "dt")
@@ -509,6 +510,24 @@ def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "
         loss=result.best_loss,
         extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg)},
     )
+
+
+
+_NSFP_OPTIONS = ("device", "progress", *(f.name for f in dataclasses.fields(NSFPConfig)))
+
+
+@register_method("nsfp", "Neural Scene Flow Prior (per-pair MLP fit, truncated chamfer, cycle network)",
+                 options=_NSFP_OPTIONS)
+def nsfp_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
+    """:func:`nsfp_flow` with the ``"nsfp"`` preset."""
+    return nsfp_flow(source, target, preset="nsfp", **options)
+
+
+@register_method("nsfp-fast", "NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)",
+                 options=_NSFP_OPTIONS)
+def nsfp_fast_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
+    """:func:`nsfp_flow` with the ``"nsfp-fast"`` preset."""
+    return nsfp_flow(source, target, preset="nsfp-fast", **options)
 
 
 # ----------------------------------------------------------------------------------- accumulate

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import motion
-from motion.models import checkpoints
-from motion.models.checkpoints import load_weights, read_checkpoint, save_checkpoint
+from motion.models.checkpoints import WeightSet, load_weights, read_checkpoint, save_checkpoint
+from motion.registry import download_named_weights, model_entry, named_weights_url
 from motion4d.errors import CheckpointError, MissingFileError
 
 
@@ -97,7 +97,7 @@ def test_unreadable_and_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="expected a state_dict"):
         read_checkpoint(tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="named weight set of videoflow-mof"):
-        load_weights(small_model(), "sintell", model_name="videoflow-mof")
+        motion.create("videoflow-mof", weights="sintell", device="cpu")
 
 
 def test_named_weights_download_once_with_hash_check(tmp_path, monkeypatch, source):
@@ -108,7 +108,7 @@ def test_named_weights_download_once_with_hash_check(tmp_path, monkeypatch, sour
     digest = hashlib.sha256(blob.read_bytes()).hexdigest()
     published = served / f"videoflow_mof-test-{digest[:8]}.ckpt"
     blob.rename(published)
-    monkeypatch.setitem(checkpoints.NAMED_WEIGHTS, "videoflow-mof", {"test": published.as_uri()})
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "test", WeightSet(published.as_uri()))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
     loaded = motion.create("videoflow-mof", weights="test", device="cpu", encoder="basic")
@@ -125,18 +125,19 @@ def test_named_weights_corrupt_or_offline(tmp_path, monkeypatch):
     bad = served / "videoflow_mof-test-00000000.ckpt"
     bad.write_bytes(b"tampered")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setitem(checkpoints.NAMED_WEIGHTS, "videoflow-mof", {
-        "tampered": bad.as_uri(), "offline": (served / "videoflow_mof-gone-12345678.ckpt").as_uri()})
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "tampered", WeightSet(bad.as_uri()))
+    monkeypatch.setitem(model_entry("videoflow-mof").weights, "offline",
+                        WeightSet((served / "videoflow_mof-gone-12345678.ckpt").as_uri()))
     with pytest.raises(CheckpointError, match="integrity"):
-        checkpoints.download_named_weights("videoflow-mof", "tampered", progress=False)
+        download_named_weights("videoflow-mof", "tampered", progress=False)
     assert not (tmp_path / "hub" / "checkpoints" / bad.name).exists()
     with pytest.raises(CheckpointError, match="pass weights=PATH"):
-        checkpoints.download_named_weights("videoflow-mof", "offline", progress=False)
+        download_named_weights("videoflow-mof", "offline", progress=False)
 
 
 def test_release_table_points_at_ptlflow_assets():
-    url = checkpoints.named_weights_url("videoflow-mof", "sintel")
+    url = named_weights_url("videoflow-mof", "sintel")
     assert url == "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/videoflow_mof-sintel-739e4d3a.ckpt"
-    assert set(checkpoints.NAMED_WEIGHTS["videoflow-bof"]) >= {"things", "sintel", "kitti"}
+    assert set(model_entry("videoflow-bof").weights) >= {"things", "sintel", "kitti"}
     with pytest.raises(CheckpointError, match="known"):
-        checkpoints.named_weights_url("videoflow-bof", "spring")
+        named_weights_url("videoflow-bof", "spring")

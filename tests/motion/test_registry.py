@@ -1,13 +1,17 @@
-"""Model registry and the FlowModel interface."""
+"""Model registry (entries with weights, protocols, recipe) and the FlowModel interface."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import motion
+from motion import registry
 from motion.models.base import FlowModel, FlowOutput
-from motion.registry import create, list_models, register
+from motion.models.checkpoints import WeightSet
+from motion.protocols import PAIRS, ClipProtocol, SequenceProtocol, default_protocol
+from motion.registry import create, list_models, model_entry, named_weights_url, register
 from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.registry import Registry
 
 
 class _ShiftModel(FlowModel):
@@ -58,3 +62,48 @@ def test_lazy_top_level_names() -> None:
     assert motion.FlowOutput is FlowOutput
     with pytest.raises(AttributeError):
         motion.does_not_exist  # noqa: B018
+
+
+# ----------------------------------------------------------------------------- ModelEntry
+
+
+@pytest.fixture
+def fresh_models(monkeypatch):
+    """An empty model registry in place of the shipped one (so test entries do not leak)."""
+    models = Registry("model")
+    monkeypatch.setattr(registry, "MODELS", models)
+    return models
+
+
+def test_duplicate_registration_warns_and_keeps_the_newer(fresh_models) -> None:
+    register("dup", "first")(_build_shift)
+    with pytest.warns(RuntimeWarning, match="'dup' registered again"):
+        register("dup", "second")(_build_shift)
+    assert model_entry("dup").description == "second" and list_models() == ["dup"]
+
+
+def test_entry_carries_weights_protocols_and_recipe(fresh_models) -> None:
+    sintel = SequenceProtocol("test: streamed")
+    weights = {"sintel": WeightSet("shift-sintel-0123abcd.ckpt", "shift.pth")}
+    register("shift-declared", "with declarations", weights=weights, protocols={"sintel": sintel})(_build_shift)
+    register("shift-plain", "without")(_build_shift)
+    entry = model_entry("shift-declared")
+    assert entry.weights == weights and entry.recipe is None
+    assert named_weights_url("shift-declared", "sintel").endswith("/weights1/shift-sintel-0123abcd.ckpt")
+    model = _ShiftModel()
+    assert default_protocol("shift-declared", model, "sintel") is sintel
+    assert default_protocol("shift-declared", model, "kitti") == PAIRS  # not declared: from frames_per_window
+    assert default_protocol("shift-plain", model, "sintel") == PAIRS
+    assert default_protocol("unregistered", model, "things") == PAIRS
+
+
+def test_shipped_entries_declare_the_official_protocols_and_weights() -> None:
+    mof, bof = model_entry("videoflow-mof"), model_entry("videoflow-bof")
+    assert isinstance(mof.protocols["sintel"], SequenceProtocol)
+    assert mof.protocols["kitti"] == ClipProtocol(5, 2, 1, call="interior", description=mof.protocols["kitti"].description)
+    assert all(p.call == "interior" and p.clip_length == 3 for p in bof.protocols.values())
+    assert set(model_entry("streamflow").weights) == {"things", "sintel", "kitti", "spring"}
+    assert model_entry("dis").weights == {} and model_entry("dis").protocols == {}
+    for name in list_models():
+        entry = model_entry(name)
+        assert entry.name == name and set(entry.protocols) <= {"sintel", "kitti", "things"}

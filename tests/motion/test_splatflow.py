@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import motion
-from motion.models.checkpoints import named_weights_url, save_checkpoint
+from motion.models.checkpoints import save_checkpoint
 from motion.models.splatflow import SP_BRANCH, SplatFlow, load_splatflow_weights, splatflow_loss
+from motion.registry import named_weights_url
 from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 
 from .seeded_weights import seeded_state
@@ -105,7 +106,7 @@ def test_stream_costs_one_estimation_per_pair_and_equals_clip(model, monkeypatch
     calls = counting(model, monkeypatch)
     chunks = list(model.stream(iter(frames[0])))
     assert calls == {"pairs": 4, "features": 5, "temporal": 3}  # N-1 pairs, each frame encoded once
-    assert [c.extras["first_pair"] for c in chunks] == [0, 1, 2, 3]
+    assert [c.first_pair for c in chunks] == [0, 1, 2, 3]
     streamed = torch.cat([c.forward for c in chunks], dim=1)
     assert streamed.shape == clip.shape == (1, 4, 2, 64, 72)
     torch.testing.assert_close(streamed, clip, atol=1e-5, rtol=1e-5)
@@ -251,7 +252,7 @@ def test_part_stage_trains_only_the_temporal_branch():
 def test_training_output_holds_every_iteration():
     m = motion.create("splatflow", device="cpu", train_iters=2).train()
     out = m(frames_of(3, seed=7))
-    its = out.extras["forward_iterations"]
+    its = out.forward_iterations
     assert len(its) == 2 and its[-1].shape == (1, 2, 2, 64, 72)
     torch.testing.assert_close(its[-1], out.forward)
 

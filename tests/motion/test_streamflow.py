@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import motion
-from motion.models.checkpoints import named_weights_url, save_checkpoint
+from motion.models.checkpoints import save_checkpoint
 from motion.models.streamflow import StreamFlow, encode_stacked, group_plan, group_size_of, streamflow_loss
+from motion.registry import named_weights_url
 from motion4d.errors import CheckpointError, InvalidArgumentError, Motion4DError, ShapeError
 
 from .seeded_weights import seeded_state
@@ -86,7 +87,7 @@ def test_stream_equals_window_by_window(model):
     finally:
         del model.estimate_group
     assert calls == [1, 1]  # two groups of 4 frames for 5 flows
-    assert [c.extras["first_pair"] for c in chunks] == [0, 3]
+    assert [c.first_pair for c in chunks] == [0, 3]
     streamed = torch.cat([c.forward for c in chunks], dim=1)
     with torch.no_grad():
         first = model(frames[:, 0:4]).forward
@@ -199,7 +200,7 @@ def test_training_mode_gives_every_iteration_and_gradients():
     m = motion.create("streamflow", device="cpu", train_iters=2, group_size=3).train()
     frames = frames_of(3, seed=5)
     out = m(frames)
-    its = out.extras["forward_iterations"]
+    its = out.forward_iterations
     assert len(its) == 2 and its[-1].shape == (1, 2, 2, 64, 72)
     loss, _ = m.loss(its, {"flow_forward": torch.zeros_like(out.forward)})
     loss.backward()

@@ -399,7 +399,7 @@ def test_default_training_capabilities_score_the_matching_targets():
     model = TinyFlow().train()
     batch = flow_batch(2, 3, 16, 24)
     predictions = model.training_predictions(batch["frames"], iters=5)  # TinyFlow runs its own 2 iterations
-    expected = model(batch["frames"]).extras["forward_iterations"]
+    expected = model(batch["frames"]).forward_iterations
     assert len(predictions) == len(expected) == 2
     for p, e in zip(predictions, expected):
         torch.testing.assert_close(p, e, rtol=0, atol=0)
@@ -439,15 +439,6 @@ def test_training_needs_a_flow_model():
 
     with pytest.raises(InvalidArgumentError, match="FlowModel"):
         SupervisedStep(torch.nn.Linear(2, 2), iters=1)
-
-
-def test_motion_train_still_imports_the_training_names():
-    import motion.train
-    import motion.training
-
-    assert motion.train.__all__ == motion.training.__all__
-    for name in ("SyntheticClips", "TrainConfig", "train", "AugmentConfig", "ClipAugmentor", "clip_from_item"):
-        assert getattr(motion.train, name) is getattr(motion.training, name)
 
 
 def test_recipes_give_each_models_stage_settings():

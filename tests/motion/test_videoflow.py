@@ -180,7 +180,7 @@ def test_stream_reproduces_official_sliding_windows(mof, num_frames):
     chunks = list(mof.stream(iter(frames)))
     got = torch.cat([c.forward for c in chunks], dim=1)[0]
     assert got.shape == (num_frames - 1, 2, 64, 64)
-    starts = [c.extras["first_pair"] for c in chunks]
+    starts = [c.first_pair for c in chunks]
     assert starts == [sum(c.forward.shape[1] for c in chunks[:i]) for i in range(len(chunks))]
     sequence = torch.cat([frames[:1], frames])  # position p holds frame p - 1
     expected = torch.full_like(got, float("nan"))
@@ -226,7 +226,7 @@ def test_training_mode_returns_every_iteration():
     model = motion.create("videoflow-mof", device="cpu", train_iters=3, encoder="basic").train()
     frames = torch.rand(1, 3, 3, 64, 64)
     out = model(frames)
-    preds = out.extras["forward_iterations"]
+    preds = out.forward_iterations
     assert len(preds) == 3 and preds[-1].shape == out.forward.shape
     torch.testing.assert_close(preds[-1], out.forward)
     preds[-1].abs().mean().backward()

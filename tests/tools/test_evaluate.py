@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from motion.protocols import ClipProtocol, SequenceProtocol, default_protocol
 from motion4d.errors import InvalidArgumentError
 from tests.motion.fake_datasets import write_kitti, write_sintel, write_things
 from tests.tools.oracles import (
@@ -20,7 +21,6 @@ from tests.tools.oracles import (
     things_pairs,
 )
 from tools import evaluate as ev
-from tools.protocols import ClipProtocol, SequenceProtocol, default_protocol
 
 
 def _hand_metrics(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -9,10 +9,10 @@ Two kinds of protocol:
   ``model.interior_flows(clip).forward[:, output_index]``, the flow of interior frame
   ``output_index + 1``).
 * :class:`SequenceProtocol`: whole sequences streamed through :func:`motion.estimate.estimate_flow`,
-  which uses the model's own ``stream()`` when it has one (VideoFlow-MOF's 5-frame windows over the
-  first-frame-repeated sequence, SplatFlow's carried motion feature) and otherwise windows of
-  ``frames_per_window`` frames with stride ``frames_per_window - 1`` (StreamFlow's groups); every
-  consecutive pair is then scored.
+  that is through the model's :meth:`~motion.models.base.FlowModel.stream` (VideoFlow-MOF's 5-frame
+  windows over the first-frame-repeated sequence, SplatFlow's carried motion feature, StreamFlow's
+  groups of T frames with stride T-1, pairwise windows otherwise); every consecutive pair is then
+  scored.
 
 The official protocols (research notes, section 2.4, 3.3, 4.3):
 
@@ -27,9 +27,10 @@ streamflow     sequence (groups of T, stride T-1)    ``_08 .. _11``, last flow  
 other T > 2    sequence                              ``_{12-T} .. _11``, last flow        sequence
 ============== ===================================== ================================== ============
 
-Protocols are looked up by registered model name (prefix match), falling back on the model's
-``frames_per_window``; a new network only needs an entry in :data:`PROTOCOLS` if its paper used
-something else.
+Each registered model declares its protocols in its :class:`~motion.registry.ModelEntry`
+(``register(..., protocols={"sintel": ..., "kitti": ..., "things": ...})``); models that declare
+none fall back on their ``frames_per_window`` (the first and last rows), so a new network only declares
+protocols if its paper used something else.
 """
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion.models.base import FlowModel
 from motion4d.checks import check_choice
 from motion4d.errors import InvalidArgumentError
+
+from .models.base import FlowModel
 
 BENCHMARKS = ("sintel", "kitti", "things")
 CALLS = ("forward", "interior")
@@ -101,7 +103,7 @@ class SequenceProtocol:
 
     def predict_sequence(self, model: FlowModel, frames: np.ndarray, device: torch.device) -> torch.Tensor:
         """Flows of every consecutive pair ``float32 [T-1, 2, H, W]`` for ``frames uint8 [T, H, W, 3]``."""
-        from motion.estimate import estimate_flow
+        from .estimate import estimate_flow
 
         result = estimate_flow(frames, model, device=device, batch=1, progress=False)
         return result.forward
@@ -119,38 +121,17 @@ Protocol = ClipProtocol | SequenceProtocol
 PAIRS = ClipProtocol(2, 0, 0, description="frame pairs")
 SEQUENCE = SequenceProtocol()
 
-#: registered-name prefix -> benchmark -> protocol (the official evaluation scripts' choices).
-PROTOCOLS: dict[str, dict[str, Protocol]] = {
-    "videoflow-bof": {
-        "sintel": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets, first frame repeated"),
-        "kitti": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: multi-view _09.._11"),
-        "things": ClipProtocol(3, 1, 0, call="interior", description="VideoFlow-BOF: triplets"),
-    },
-    "videoflow-mof": {
-        "sintel": SequenceProtocol("VideoFlow-MOF: 5-frame windows over the first-frame-repeated sequence"),
-        "kitti": ClipProtocol(5, 2, 1, call="interior", description="VideoFlow-MOF: multi-view _08.._12, centre"),
-        "things": SequenceProtocol("VideoFlow-MOF: 5-frame windows"),
-    },
-    "splatflow": {
-        "sintel": SequenceProtocol("SplatFlow: streamed, motion feature carried"),
-        "kitti": ClipProtocol(3, 1, 1, description="SplatFlow: multi-view _09.._11, last flow"),
-        "things": ClipProtocol(3, 1, 1, description="SplatFlow: triplets, last flow"),
-    },
-    "streamflow": {
-        "sintel": SequenceProtocol("StreamFlow: groups of T frames, stride T-1, end aligned"),
-        "kitti": ClipProtocol(4, 2, 2, description="StreamFlow: multi-view _08.._11, last flow"),
-        "things": SequenceProtocol("StreamFlow: groups of T frames"),
-    },
-}
-
 
 def default_protocol(model_name: str, model: FlowModel, benchmark: str) -> Protocol:
-    """The protocol of ``model`` (registered as ``model_name``) on ``benchmark``."""
+    """The protocol of ``model`` (registered as ``model_name``) on ``benchmark``: the one its
+    :class:`~motion.registry.ModelEntry` declares, else one derived from ``frames_per_window``."""
+    from .registry import MODELS
+
     check_choice(benchmark, "benchmark", BENCHMARKS)
-    for prefix in sorted(PROTOCOLS, key=len, reverse=True):
-        if model_name.startswith(prefix):
-            return PROTOCOLS[prefix][benchmark]
-    window = int(getattr(model, "frames_per_window", 2))
+    declared = MODELS.get(model_name).protocols.get(benchmark) if model_name in MODELS else None
+    if declared is not None:
+        return declared
+    window = int(model.frames_per_window)
     if window <= 2:
         return PAIRS
     if benchmark == "kitti":
