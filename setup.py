@@ -54,6 +54,7 @@ setup(
         "kornia>=0.7",
         "scipy>=1.10",
         "tqdm>=4.60",
+        "plyfile>=1.0",
     ],
     extras_require={
         "video": ["imageio>=2.30"],

@@ -42,6 +42,10 @@ import torch
 from motion4d.atomic import atomic_path, atomic_write_bytes
 from motion4d.checks import check_shape, require
 from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.limits import check_declared_size
+from motion4d.numpy_io import load_npy, load_npz, npz_keys
+
+from .image_io import check_image_size
 
 FLO_MAGIC = 202021.25
 FLO_UNKNOWN_THRESHOLD = 1e9
@@ -161,6 +165,7 @@ def read_flo(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         )
     width, height = (int(v) for v in np.frombuffer(raw, "<i4", count=2, offset=4))
     _check_header_size(path, width, height)
+    check_declared_size(path, "the .flo header", (height, width, 2), 4, available=len(raw) - 12)
     expected = 12 + width * height * 2 * 4
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "longer than its header says"
@@ -197,6 +202,9 @@ def read_kitti_png(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
     path = _existing_file(path)
+    header = check_image_size(path)
+    if header is not None:  # the decoded flow is float32 [H, W, 2]
+        check_declared_size(path, "the PNG header", (header.height, header.width, 2), 4)
     data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -271,6 +279,7 @@ def read_pfm(path: PathLike) -> np.ndarray:
     offset = match.end()
     if raw[offset - 1 : offset + 1] == b"\r\n":  # header written with Windows line ends
         offset += 1
+    check_declared_size(path, "the PFM header", (height, width, channels), 4, available=len(raw) - offset)
     expected = width * height * channels * 4
     if len(raw) - offset != expected:
         what = "truncated" if len(raw) - offset < expected else "longer than its header says"
@@ -321,7 +330,11 @@ def read_flo5(path: PathLike) -> np.ndarray:
         with h5py.File(path, "r") as f:
             if "flow" not in f:
                 raise InputFileError(f"{path}: HDF5 file has no 'flow' dataset (keys: {list(f.keys())})")
-            flow = np.asarray(f["flow"][()], dtype=np.float32)
+            dataset = f["flow"]
+            if not isinstance(dataset, h5py.Dataset):
+                raise InputFileError(f"{path}: 'flow' is an HDF5 group, expected a dataset [H, W, 2]")
+            check_declared_size(path, "the 'flow' dataset", dataset.shape, max(dataset.dtype.itemsize, 4))
+            flow = np.asarray(dataset[()], dtype=np.float32)
     except OSError as exc:
         if isinstance(exc, InputFileError):
             raise
@@ -348,24 +361,15 @@ def write_flo5(path: PathLike, flow: np.ndarray) -> Path:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
-        flow = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputFileError(f"{path}: not a readable .npy file ({exc})") from exc
-    return _checked_array_flow(flow, path)
+    return _checked_array_flow(load_npy(path), path)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "flow" not in archive.files:
-                raise InputFileError(f"{path}: .npz archive has no 'flow' array (keys: {archive.files})")
-            flow = _checked_array_flow(archive["flow"], path)
-            valid = archive["valid"] if "valid" in archive.files else None
-    except InputFileError:
-        raise
-    except (ValueError, OSError, EOFError, KeyError) as exc:
-        raise InputFileError(f"{path}: not a readable .npz archive ({exc})") from exc
+    arrays = load_npz(path, keys=("flow", "valid"))
+    if "flow" not in arrays:
+        raise InputFileError(f"{path}: .npz archive has no 'flow' array (keys: {npz_keys(path)})")
+    flow = _checked_array_flow(arrays["flow"], path)
+    valid = arrays.get("valid")
     finite = np.isfinite(flow).all(axis=-1)
     if valid is None:
         return flow, finite

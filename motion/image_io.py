@@ -2,23 +2,124 @@
 
 OpenCV stores colour images as BGR; these two functions are the only place where the channel
 order is swapped, so everything else in motion4d sees RGB.
+
+Before decoding, the size the file declares is checked against :mod:`motion4d.limits` (a few
+kilobytes of PNG can declare gigabytes of pixels): PNG and JPEG headers are read here, other
+formats through Pillow's lazy ``Image.open``.
 """
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from motion4d.atomic import atomic_write_bytes
 from motion4d.checks import check_dtype, check_file
-from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.errors import InputFileError, InputTooLargeError, InvalidArgumentError, ShapeError
+from motion4d.limits import check_declared_size
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+class ImageHeader(NamedTuple):
+    """What an image file declares: ``width``, ``height``, ``channels`` and ``bytes_per_sample``."""
+
+    width: int
+    height: int
+    channels: int
+    bytes_per_sample: int
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels after decoding (palette -> RGB)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _png_header(head: bytes) -> ImageHeader | None:
+    if len(head) < 26 or head[12:16] != b"IHDR":
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return ImageHeader(width, height, _PNG_CHANNELS.get(colour, 4), 2 if depth == 16 else 1)
+
+
+def _jpeg_header(file: Path) -> ImageHeader | None:
+    with open(file, "rb") as f:
+        f.read(2)
+        while True:
+            byte = f.read(1)
+            while byte and byte != b"\xff":  # skip fill / entropy-coded bytes up to the next marker
+                byte = f.read(1)
+            marker = f.read(1)
+            while marker == b"\xff":
+                marker = f.read(1)
+            if not marker:
+                return None
+            code = marker[0]
+            if code in (0x01, *range(0xD0, 0xDA)):  # markers without a length
+                continue
+            length_bytes = f.read(2)
+            if len(length_bytes) < 2:
+                return None
+            length = struct.unpack(">H", length_bytes)[0]
+            if code in _JPEG_SOF:
+                body = f.read(6)
+                if len(body) < 6:
+                    return None
+                precision, height, width, components = struct.unpack(">BHHB", body)
+                return ImageHeader(width, height, components, 2 if precision > 8 else 1)
+            f.seek(length - 2, os.SEEK_CUR)
+
+
+def _pillow_header(file: Path) -> ImageHeader | None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:  # reads the header only
+                width, height = image.size
+                bands = len(image.getbands())
+                wide = image.mode in ("I;16", "I;16B", "I;16L", "I", "F")
+    except Image.DecompressionBombError as exc:
+        raise InputTooLargeError(f"image: {file}: {exc}") from exc
+    except Exception:  # noqa: BLE001 - Pillow could not parse it: leave the verdict to OpenCV
+        return None
+    return ImageHeader(width, height, bands, 4 if wide else 1)
+
+
+def read_image_header(path: str | os.PathLike) -> ImageHeader | None:
+    """The size an image file declares, read without decoding it (None when it cannot be told)."""
+    file = Path(path)
+    try:
+        with open(file, "rb") as f:
+            head = f.read(32)
+    except OSError as exc:
+        raise InputFileError(f"image: cannot read {file}: {exc}") from exc
+    if head.startswith(_PNG_SIGNATURE):
+        return _png_header(head)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_header(file)
+    return _pillow_header(file)
+
+
+def check_image_size(path: str | os.PathLike, max_bytes: int | None = None) -> ImageHeader | None:
+    """Refuse an image whose declared decoded size exceeds the limit (:mod:`motion4d.limits`)."""
+    header = read_image_header(path)
+    if header is not None:
+        channels = max(header.channels, 3)  # grey images are expanded to RGB
+        check_declared_size(f"image: {path}", "the image header", (header.height, header.width, channels),
+                            header.bytes_per_sample, max_bytes=max_bytes)
+    return header
+
+
+def read_image(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Grayscale images are repeated into three channels, an alpha channel is dropped and 16-bit
@@ -30,10 +131,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         MissingFileError: ``path`` does not exist.
         InputFileError: ``path`` is a folder or not a decodable image.
+        InputTooLargeError: the header declares more than ``max_bytes`` (default: :mod:`motion4d.limits`).
     """
     file = check_file(path, "image")
     if file.is_dir():
         raise InputFileError(f"image: {file} is a folder, expected an image file")
+    check_image_size(file, max_bytes)
     try:
         data = np.fromfile(file, dtype=np.uint8)  # imdecode also handles non-ASCII paths
     except OSError as exc:
@@ -89,4 +192,4 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, jpeg_quality: int
     return target
 
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "write_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageHeader", "check_image_size", "read_image", "read_image_header", "write_image"]

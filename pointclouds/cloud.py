@@ -1,14 +1,13 @@
 """Point clouds: the ``PointCloud`` container, file IO, depth unprojection and padded batches.
 
 Conventions: points are ``float32 [N, 3]`` in metres; colours are ``float32 [N, 3]`` in [0, 1]
-(uint8 input is divided by 255 on the way in, and ``.ply``/``.pcd`` files store what open3d
-stores); intensity is ``float32 [N]``; normals are ``float32 [N, 3]``. Batches of clouds of
+(uint8 input is divided by 255 on the way in; ``.pcd`` files store what open3d stores); intensity is ``float32 [N]``; normals are ``float32 [N, 3]``. Batches of clouds of
 different sizes travel as ``padded [B, N_max, 3]`` plus ``lengths [B]``.
 
 File formats (dispatch on the extension):
 
 ========== ================================================================================
-``.ply``   open3d tensor IO (positions, colours, normals, intensity are kept)
+``.ply``   plyfile (positions, colours as uint8 or float, normals, intensity); binary little-endian
 ``.pcd``   open3d tensor IO (colours are stored as uint8 by open3d: 1/255 precision)
 ``.npz``   keys ``points`` and, when present, ``colors``, ``intensity``, ``normals``
 ``.npy``   a bare ``[N, 3]`` array of points (no attributes)
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,6 +28,9 @@ import torch
 from motion4d.atomic import atomic_path
 from motion4d.checks import check_file, check_finite, check_positive, check_shape, require
 from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.limits import check_declared_size
+from motion4d.numpy_io import load_npy, load_npz, npz_keys
+from motion4d.ply import read_ply_vertices, write_ply_vertices
 
 ArrayLike = Any  # np.ndarray | torch.Tensor
 
@@ -111,7 +112,7 @@ class PointCloud:
     def to_open3d(self) -> Any:
         """A legacy ``open3d.geometry.PointCloud`` (points, colours, normals; intensity is dropped:
         use :meth:`to_open3d_tensor` to keep it)."""
-        o3d = require("open3d", "PointCloud.to_open3d", extra="pointclouds")
+        o3d = require("open3d", "PointCloud.to_open3d", extra="3d")
         pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points.astype(np.float64)))
         if self.colors is not None:
             pcd.colors = o3d.utility.Vector3dVector(self.colors.astype(np.float64))
@@ -121,7 +122,7 @@ class PointCloud:
 
     def to_open3d_tensor(self) -> Any:
         """An ``open3d.t.geometry.PointCloud`` with every attribute (intensity as ``[N, 1]``)."""
-        o3d = require("open3d", "PointCloud.to_open3d_tensor", extra="pointclouds")
+        o3d = require("open3d", "PointCloud.to_open3d_tensor", extra="3d")
         pcd = o3d.t.geometry.PointCloud()
         pcd.point.positions = o3d.core.Tensor(self.points)
         if self.colors is not None:
@@ -135,7 +136,7 @@ class PointCloud:
     @classmethod
     def from_open3d(cls, pcd: Any) -> "PointCloud":
         """Build from a legacy ``open3d.geometry.PointCloud`` or an ``open3d.t.geometry.PointCloud``."""
-        o3d = require("open3d", "PointCloud.from_open3d", extra="pointclouds")
+        o3d = require("open3d", "PointCloud.from_open3d", extra="3d")
         if isinstance(pcd, o3d.geometry.PointCloud):
             return cls(
                 np.asarray(pcd.points),
@@ -254,14 +255,18 @@ def _quiet_open3d(o3d: Any) -> Iterator[None]:
         yield
 
 
-def read_cloud(path: str | os.PathLike) -> PointCloud:
+def read_cloud(path: str | os.PathLike, max_bytes: int | None = None) -> PointCloud:
     """Read a point cloud from ``.ply``, ``.pcd``, ``.npz``, ``.npy`` or KITTI ``.bin``.
+
+    What the file's header declares is checked before anything is allocated (:mod:`motion4d.limits`;
+    ``max_bytes`` raises the decoded-size limit).
 
     Raises:
         MissingFileError: the file does not exist.
-        InputFileError: the file is empty, corrupt, truncated or holds no points.
+        InputFileError: the file is empty, corrupt, truncated, shorter than its header says, or holds no points.
+        InputTooLargeError: it declares more points than the limit allows.
         NonFiniteError: the file holds NaN/inf coordinates (with their count).
-        MissingDependencyError: ``.ply``/``.pcd`` without open3d installed.
+        MissingDependencyError: ``.pcd`` without open3d installed.
     """
     p = check_file(path)
     suffix = _suffix(p)
@@ -270,14 +275,16 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
     if p.stat().st_size == 0:
         raise InputFileError(f"{p} is empty (0 bytes)")
     try:
-        if suffix in (".ply", ".pcd"):
-            cloud = _read_open3d(p)
+        if suffix == ".ply":
+            cloud = _read_ply(p, max_bytes)
+        elif suffix == ".pcd":
+            cloud = _read_pcd(p, max_bytes)
         elif suffix == ".bin":
-            cloud = _read_kitti_bin(p)
+            cloud = _read_kitti_bin(p, max_bytes)
         elif suffix == ".npy":
-            cloud = PointCloud(_load_npy(p))
+            cloud = PointCloud(load_npy(p, max_bytes))
         else:
-            cloud = _read_npz(p)
+            cloud = _read_npz(p, max_bytes)
     except ShapeError as exc:
         raise type(exc)(f"{p}: {exc}") from exc
     if len(cloud) == 0:
@@ -285,43 +292,99 @@ def read_cloud(path: str | os.PathLike) -> PointCloud:
     return cloud
 
 
-def _read_open3d(p: Path) -> PointCloud:
-    o3d = require("open3d", f"reading {p.suffix} point clouds", extra="pointclouds")
+_PLY_COLOURS = ("red", "green", "blue")
+_PLY_NORMALS = ("nx", "ny", "nz")
+
+
+def _read_ply(p: Path, max_bytes: int | None) -> PointCloud:
+    vertices = read_ply_vertices(p, max_bytes)
+    names = vertices.dtype.names or ()
+    missing = [a for a in "xyz" if a not in names]
+    if missing:
+        raise InputFileError(f"{p}: PLY vertices have no {missing} properties (properties: {list(names)})")
+
+    def stack(keys: Sequence[str]) -> np.ndarray | None:
+        return np.stack([vertices[k] for k in keys], axis=1) if all(k in names for k in keys) else None
+
+    colors = stack(_PLY_COLOURS)
+    if colors is not None and np.issubdtype(colors.dtype, np.integer) and colors.dtype != np.uint8:
+        raise InputFileError(f"{p}: PLY colours must be uchar (0-255) or float (0-1), got {colors.dtype}")
+    return PointCloud(
+        stack("xyz"),
+        colors=colors,
+        intensity=vertices["intensity"] if "intensity" in names else None,
+        normals=stack(_PLY_NORMALS),
+    )
+
+
+def _write_ply(path: Path, cloud: PointCloud) -> None:
+    columns = {axis: cloud.points[:, i] for i, axis in enumerate("xyz")}
+    if cloud.normals is not None:
+        columns.update({name: cloud.normals[:, i] for i, name in enumerate(_PLY_NORMALS)})
+    if cloud.colors is not None:  # float: exact, whereas uchar would round to 1/255
+        columns.update({name: cloud.colors[:, i] for i, name in enumerate(_PLY_COLOURS)})
+    if cloud.intensity is not None:
+        columns["intensity"] = cloud.intensity
+    write_ply_vertices(path, columns)
+
+
+_PCD_SIZES = {"ascii": None, "binary": 1, "binary_compressed": None}
+
+
+def _pcd_declared_points(p: Path) -> tuple[int, int, str, int]:
+    """``(points, bytes per point, data kind, header bytes)`` from a PCD header."""
+    with open(p, "rb") as f:
+        head = f.read(1 << 16)
+    fields: dict[str, list[str]] = {}
+    offset = 0
+    for line in head.split(b"\n"):
+        offset += len(line) + 1
+        words = line.decode("ascii", errors="replace").split()
+        if not words or words[0].startswith("#"):
+            continue
+        fields[words[0].upper()] = words[1:]
+        if words[0].upper() == "DATA":
+            break
+    else:
+        raise InputFileError(f"{p}: not a PCD file (no DATA line in its header)")
+    try:
+        points = int(fields.get("POINTS", fields.get("WIDTH", ["0"]))[0])
+        sizes = [int(v) for v in fields["SIZE"]]
+        counts = [int(v) for v in fields.get("COUNT", ["1"] * len(sizes))]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise InputFileError(f"{p}: malformed PCD header ({exc})") from None
+    return points, sum(s * c for s, c in zip(sizes, counts)), fields["DATA"][0].lower(), offset
+
+
+def _read_pcd(p: Path, max_bytes: int | None) -> PointCloud:
+    points, point_bytes, kind, offset = _pcd_declared_points(p)
+    available = p.stat().st_size - offset if kind == "binary" else None
+    check_declared_size(p, "the PCD header", (points, max(point_bytes, 1)), 1, available=available, max_bytes=max_bytes)
+    o3d = require("open3d", "reading .pcd point clouds", extra="3d")
     with _quiet_open3d(o3d):
         pcd = o3d.t.io.read_point_cloud(str(p))
-    # open3d reports a parse failure only as a log line and an empty cloud.
-    if "positions" not in pcd.point or pcd.point.positions.shape[0] == 0:
-        raise InputFileError(f"{p} could not be parsed as {p.suffix} or holds no points")
+    # open3d reports a parse failure only as a log line and an empty or short cloud.
+    read = pcd.point.positions.shape[0] if "positions" in pcd.point else 0
+    if read != points:
+        raise InputFileError(f"{p}: could not be parsed as .pcd: its header declares {points} points, {read} were read")
     return PointCloud.from_open3d(pcd)
 
 
-def _read_kitti_bin(p: Path) -> PointCloud:
+def _read_kitti_bin(p: Path, max_bytes: int | None) -> PointCloud:
     size = p.stat().st_size
     if size % 16:
         raise InputFileError(
             f"{p} is not a KITTI velodyne scan: {size} bytes is not a multiple of 16 (4 float32 per point)"
         )
+    check_declared_size(p, "the file size", (size // 16, 4), 4, max_bytes=max_bytes)
     data = np.fromfile(p, dtype="<f4").reshape(-1, 4)
     return PointCloud(data[:, :3], intensity=data[:, 3])
 
 
-def _load_npy(p: Path) -> np.ndarray:
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputFileError(f"{p} is not a readable .npy file: {exc}") from exc
-
-
-def _read_npz(p: Path) -> PointCloud:
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            if "points" not in data.files:
-                raise InputFileError(f"{p} has no 'points' array (keys: {data.files})")
-            fields = {k: data[k] for k in ("points", "colors", "intensity", "normals") if k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, InputFileError):
-            raise
-        raise InputFileError(f"{p} is not a readable .npz file: {exc}") from exc
+def _read_npz(p: Path, max_bytes: int | None) -> PointCloud:
+    fields = load_npz(p, ("points", "colors", "intensity", "normals"), max_bytes)
+    if "points" not in fields:
+        raise InputFileError(f"{p} has no 'points' array (keys: {npz_keys(p)})")
     return PointCloud(**fields)
 
 
@@ -342,9 +405,12 @@ def write_cloud(path: str | os.PathLike, cloud: PointCloud) -> Path:
     dropped = [a for a in lost if getattr(cloud, a) is not None]
     if dropped:
         raise InvalidArgumentError(f"{p}: {suffix} cannot store {dropped}; use .npz, .ply or .pcd")
+    if suffix == ".ply":
+        _write_ply(p, cloud)
+        return p
     with atomic_path(p) as tmp:
-        if suffix in (".ply", ".pcd"):
-            o3d = require("open3d", f"writing {suffix} point clouds", extra="pointclouds")
+        if suffix == ".pcd":
+            o3d = require("open3d", f"writing {suffix} point clouds", extra="3d")
             with _quiet_open3d(o3d):
                 ok = o3d.t.io.write_point_cloud(str(tmp), cloud.to_open3d_tensor())
             if not ok:

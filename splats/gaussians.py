@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motion4d.atomic import atomic_path
-from motion4d.checks import check_file, check_finite, check_floating, check_shape
+from motion4d import ply
+from motion4d.checks import check_finite, check_floating, check_shape
 from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 
 SH_C0 = 0.28209479177387814  # Y_0^0, the constant band of the real spherical harmonics
@@ -224,67 +224,11 @@ def nearest_neighbour_scale(points: torch.Tensor, k: int = 3) -> torch.Tensor:
 
 
 # -------------------------------------------------------------------- PLY
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
-
-
-def _parse_ply_header(raw: bytes, path: Path) -> tuple[str, list[tuple[str, int, list[tuple[str, str]]]], int]:
-    end = raw.find(b"end_header\n")
-    if not raw.startswith(b"ply") or end < 0:
-        raise InputFileError(f"{path}: not a PLY file (missing 'ply' magic or 'end_header')")
-    fmt = ""
-    elements: list[tuple[str, int, list[tuple[str, str]]]] = []
-    for line in raw[:end].decode("ascii", errors="replace").splitlines()[1:]:
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            fmt = words[1]
-        elif words[0] == "element":
-            elements.append((words[1], int(words[2]), []))
-        elif words[0] == "property":
-            if not elements:
-                raise InputFileError(f"{path}: property before any element in the PLY header")
-            if words[1] == "list":
-                raise InputFileError(f"{path}: list properties are not supported in a Gaussian PLY ({line})")
-            if words[1] not in _PLY_TYPES:
-                raise InputFileError(f"{path}: unknown PLY property type {words[1]!r}")
-            elements[-1][2].append((words[2], _PLY_TYPES[words[1]]))
-    return fmt, elements, end + len(b"end_header\n")
-
-
 def read_ply_vertices(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The ``vertex`` element of a PLY file as ``{property name: float64 array [N]}``."""
-    path = check_file(path, "ply path")
-    raw = path.read_bytes()
-    fmt, elements, offset = _parse_ply_header(raw, path)
-    names = [e[0] for e in elements]
-    if "vertex" not in names:
-        raise InputFileError(f"{path}: PLY has no 'vertex' element (elements: {names})")
-    if fmt == "ascii":
-        rows = raw[offset:].decode("ascii").split("\n")
-        skip = sum(e[1] for e in elements[: names.index("vertex")])
-        name, count, props = elements[names.index("vertex")]
-        data = np.loadtxt(rows[skip: skip + count], ndmin=2) if count else np.zeros((0, len(props)))
-        if data.shape != (count, len(props)):
-            raise InputFileError(f"{path}: expected {count} vertex rows of {len(props)} values")
-        return {p: data[:, i].astype(np.float64) for i, (p, _) in enumerate(props)}
-    order = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(fmt)
-    if order is None:
-        raise InputFileError(f"{path}: unsupported PLY format {fmt!r}")
-    for name, count, props in elements:
-        dtype = np.dtype([(p, order + t) for p, t in props])
-        size = dtype.itemsize * count
-        if offset + size > len(raw):
-            raise InputFileError(f"{path}: truncated PLY (element {name!r} needs {size} bytes)")
-        if name == "vertex":
-            arr = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
-            return {p: arr[p].astype(np.float64) for p, _ in props}
-        offset += size
-    raise AssertionError("unreachable")
+    """The ``vertex`` element of a PLY file as ``{property name: float64 array [N]}`` (checked by
+    :func:`motion4d.ply.read_ply_vertices` before it is read)."""
+    vertices = ply.read_ply_vertices(path)
+    return {name: vertices[name].astype(np.float64) for name in vertices.dtype.names or ()}
 
 
 def read_ply(path: str | os.PathLike) -> Gaussians:
@@ -363,13 +307,5 @@ def write_ply(path: str | os.PathLike, gaussians: Gaussians, extra: dict[str, np
         if values.shape != (n,):
             raise ShapeError(f"extra PLY property {name!r} must have shape [{n}], got {list(values.shape)}")
         cols[name] = values
-    table = np.empty(n, dtype=[(k, "<f4") for k in cols])
-    for k, col in cols.items():
-        table[k] = col
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-    header += [f"property float {k}" for k in cols] + ["end_header"]
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(("\n".join(header) + "\n").encode("ascii"))
-            fh.write(table.tobytes())
+    ply.write_ply_vertices(path, {k: np.asarray(col, "<f4") for k, col in cols.items()})
     return Path(path)

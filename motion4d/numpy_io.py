@@ -1,0 +1,88 @@
+"""Reading ``.npy`` / ``.npz`` files handed in by users: no pickles, sizes checked before loading.
+
+``np.load`` trusts the array header: a 200-byte ``.npy`` can declare tens of GiB and a small
+``.npz`` member can inflate to gigabytes. These readers parse each header first and refuse what
+:mod:`motion4d.limits` does not allow (or what the file cannot hold), then load. Object arrays
+(pickles) are refused by ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable
+
+import numpy as np
+
+from .errors import InputFileError
+from .limits import check_declared_size
+
+
+def _read_header(stream: BinaryIO, source: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputFileError(f"{source}: not a readable .npy array ({exc})") from exc
+    if dtype.hasobject:
+        raise InputFileError(f"{source}: holds Python objects (a pickle); only plain numeric arrays are read")
+    return tuple(shape), dtype
+
+
+def load_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
+    """A ``.npy`` file's array, after checking its declared size against the file and the limit."""
+    file = Path(path)
+    try:
+        with open(file, "rb") as f:
+            shape, dtype = _read_header(f, str(file))
+            available = file.stat().st_size - f.tell()
+    except OSError as exc:
+        if isinstance(exc, InputFileError):
+            raise
+        raise InputFileError(f"{file}: cannot read it ({exc})") from exc
+    check_declared_size(file, "the .npy header", shape, dtype.itemsize, available=available, max_bytes=max_bytes)
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputFileError(f"{file}: not a readable .npy file ({exc})") from exc
+
+
+def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None, max_bytes: int | None = None) -> dict[str, Any]:
+    """Arrays of a ``.npz`` archive (``keys``, or all), each checked before it is inflated.
+
+    Returns:
+        ``{key: array}`` for the requested keys present in the archive (missing keys are left out).
+    """
+    file = Path(path)
+    wanted = None if keys is None else set(keys)
+    arrays: dict[str, Any] = {}
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[: -len(".npy")]
+                if wanted is not None and key not in wanted:
+                    continue
+                source = f"{file} (array {key!r})"
+                with archive.open(info) as member:
+                    shape, dtype = _read_header(member, source)
+                    check_declared_size(source, "the archive's header", shape, dtype.itemsize, max_bytes=max_bytes)
+                with archive.open(info) as member:
+                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+    except InputFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise InputFileError(f"{file}: not a readable .npz archive ({exc})") from exc
+    return arrays
+
+
+def npz_keys(path: str | os.PathLike) -> list[str]:
+    """Names of the arrays in a ``.npz`` archive (nothing is loaded)."""
+    file = Path(path)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputFileError(f"{file}: not a readable .npz archive ({exc})") from exc
