@@ -11,7 +11,9 @@ from typing import Any
 from motion4d.errors import (  # noqa: F401  (re-exported)
     BackendUnavailableError,
     CheckpointError,
+    DamagedFileError,
     InputFileError,
+    InputTooLargeError,
     InvalidArgumentError,
     MissingDependencyError,
     MissingFileError,

@@ -317,7 +317,7 @@ def iter_flow(
 ) -> Iterator[FlowPair]:
     """Yield a :class:`FlowPair` for every consecutive frame pair, in order, holding only one window in memory.
 
-    Arguments as in :func:`estimate_flow`; ``selection`` = start, stop, stride, max_frames, resize.
+    Arguments as in :func:`estimate_flow`; ``selection`` = start, stop, stride, max_frames, resize, on_damage.
     ``skip(source_index) -> bool`` lets a caller declare pairs as done: windows whose pairs are all
     done are not run (their pairs come with ``forward=None``).
     """
@@ -353,6 +353,7 @@ def estimate_flow(
     stride: int = 1,
     max_frames: int | None = None,
     resize: Any = None,
+    on_damage: str = "error",
     model_options: dict[str, Any] | None = None,
     color_max_radius: float | None = None,
     keep_in_memory: bool | None = None,
@@ -371,6 +372,7 @@ def estimate_flow(
         formats: any of ``"flo"``, ``"png"`` (KITTI 16-bit), ``"npz"``, ``"color"`` (PNG images), ``"mp4"``.
         backward: also compute flows ``t+1 -> t``.
         start, stop, stride, max_frames, resize: frame selection, as in :func:`motion.open_video`.
+        on_damage: ``"error"``, ``"warn"`` or ``"skip"`` for truncated or corrupt videos (:func:`motion.open_video`).
         model_options: options for the model builder when ``model`` is a name.
         color_max_radius: flow magnitude at full colour saturation in colour outputs (default: the
             largest magnitude of the first pair, then fixed so the video does not flicker).
@@ -394,7 +396,7 @@ def estimate_flow(
     device = resolve_device(device)
     model_options = dict(model_options or {})
     flow_model, model_name = _resolve_model(model, device, model_options)
-    selection = dict(start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize)
+    selection = dict(start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, on_damage=on_damage)
     video, _ = _open_checked(source, **selection)
     video.close()
     config = {

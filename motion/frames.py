@@ -15,13 +15,28 @@ before ``start`` and derives the index of the first decoded frame from its times
 constant-frame-rate videos; pass ``seek=False`` to decode from the first frame and count, which is
 exact for any video). The OpenCV backend always decodes from the first frame and counts.
 
-Damaged files. A decoding error part-way through (a truncated or corrupt file) raises
-:class:`~motion4d.errors.InputFileError` naming the path and the index of the first frame that could
-not be read (``on_error="raise"``, the default). With ``on_error="warn"`` the readable prefix is
-returned and a ``RuntimeWarning`` says where reading stopped.
+Damaged files. Damage is detected, not swallowed: a packet the demuxer flags as corrupt, a frame
+the decoder had to conceal errors in, a decoding error, or a stream that ends before the number of
+frames its container declares (its frame count, or its duration times its rate). What happens is
+the ``on_damage`` policy:
+
+* ``"error"`` (default): :class:`~motion4d.errors.DamagedFileError` naming the path and the first
+  damaged frame (frames before it have been yielded already);
+* ``"warn"``: every frame that decodes is yielded (concealed ones included) and one
+  ``RuntimeWarning`` at the end says what was damaged;
+* ``"skip"``: frames with concealed errors are left out (their indices are missing from the
+  stream), reading stops where decoding breaks off, and one ``RuntimeWarning`` says what was left out.
+
+Either way :attr:`VideoSource.damage` describes the damage of the last pass (None when intact).
+
+Seeking. PyAV seeks to the keyframe before ``start`` and numbers frames from timestamps; the
+numbering is verified on the frames that follow (each step of one frame must advance the timestamp
+by one frame period) and, where it does not hold (containers without a usable index or with a rate
+that disagrees with their timestamps), decoding restarts from the first frame and counts.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
@@ -39,13 +54,13 @@ import numpy as np
 import torch
 
 from motion4d.checks import check_choice, check_file, check_int, check_shape, require
-from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
+from motion4d.errors import DamagedFileError, InputFileError, InvalidArgumentError, ShapeError
 
 from .image_io import IMAGE_EXTENSIONS, read_image
 
 DEFAULT_IMAGE_FPS = 30.0
 VIDEO_BACKENDS = ("auto", "pyav", "opencv")
-ON_ERROR_CHOICES = ("raise", "warn")
+DAMAGE_POLICIES = ("error", "warn", "skip")
 
 PathLike = Union[str, os.PathLike]
 Resize = Union[tuple[int, int], float, int, None]
@@ -76,6 +91,7 @@ class _Decoded(NamedTuple):
     index: int
     time: float
     load: Callable[[], np.ndarray]
+    damage: str | None = None  # why the frame is damaged (decoded with concealed errors), or None
 
 
 class _DecodeFailure(Exception):
@@ -150,17 +166,47 @@ class _PyAVDecoder:
             self.fps = float(self._rate)
             self._time_base = Fraction(stream.time_base) if stream.time_base else None
             self.num_frames = int(stream.frames) or None
+            self._expected, self._expected_from = self._declared_length(container, stream)
             try:
-                first = next(container.decode(stream), None)
+                head = list(itertools.islice(container.decode(stream), 3))
             except self._av.FFmpegError as exc:
                 raise InputFileError(f"video: {path} could not decode its first frame: {exc}") from exc
-            if first is None:
+            if not head:
                 raise InputFileError(f"video: {path} contains no decodable video frames")
+            first = head[0]
             self.width, self.height = first.width, first.height
             origin = first.pts if first.pts is not None else stream.start_time
             self._origin = int(origin) if origin is not None else None
+            # Frame numbers may come from timestamps (to seek) only where the first frames' timestamps
+            # step one frame period per frame; otherwise frames are counted from the first.
+            self._pts_numbering = self._time_base is not None and self._origin is not None and all(
+                self._index_from_pts(f.pts) == i for i, f in enumerate(head))
         finally:
             container.close()
+
+    def _declared_length(self, container: Any, stream: Any) -> tuple[int | None, str]:
+        """Frames the container declares: its count, else the video stream's (or the only stream's)
+        duration times the rate; with how it was found, for messages."""
+        if self.num_frames:
+            return self.num_frames, "frame count"
+        seconds = None
+        if stream.duration and self._time_base:
+            seconds = float(stream.duration * self._time_base)
+        elif container.duration and len(container.streams) == 1:
+            seconds = container.duration / 1_000_000  # microseconds (av.time_base)
+        if not seconds or seconds <= 0:
+            return None, ""
+        return int(round(seconds * self.fps)), "duration"
+
+    def _shortfall(self, decoded: int) -> str | None:
+        """Why ``decoded`` frames fall short of what the container declares, or None."""
+        if self._expected is None:
+            return None
+        # counts are exact up to one frame (edit lists, decoder delay); durations up to rounding
+        slack = 1 if self._expected_from == "frame count" else max(2, round(0.02 * self._expected))
+        if decoded >= self._expected - slack:
+            return None
+        return f"decoding stopped at frame {decoded} of the {self._expected} its {self._expected_from} declares"
 
     def _open(self) -> Any:
         try:
@@ -184,7 +230,7 @@ class _PyAVDecoder:
         return round((pts - self._origin) * self._time_base * self._rate)
 
     def _decoded_frames(self, container: Any) -> Iterator[Any]:
-        """Decoded frames in presentation order; damage becomes ``_DecodeFailure``.
+        """``(frame, from a corrupt packet)`` in presentation order; decoding errors become ``_DecodeFailure``.
 
         Slice threading only: FFmpeg's frame threading drops undecodable frames silently, which
         would shift every later index, whereas single-frame decoding reports them.
@@ -199,16 +245,15 @@ class _PyAVDecoder:
                 return
             except self._av.FFmpegError as exc:
                 raise _DecodeFailure(f"reading the file failed ({exc})") from exc
-            if packet.is_corrupt:
-                raise _DecodeFailure("its data is damaged or cut short")
             try:
                 frames = packet.decode()
             except self._av.FFmpegError as exc:
                 raise _DecodeFailure(f"decoding failed ({exc})") from exc
-            yield from frames
+            for frame in frames:
+                yield frame, packet.is_corrupt
 
     def frames(self, start: int) -> Iterator[_Decoded]:
-        seek = self._seek and start > 0 and self._time_base is not None and self._origin is not None
+        seek = self._seek and self._pts_numbering and start > 0
         container = self._open()
         try:
             if seek:
@@ -222,7 +267,8 @@ class _PyAVDecoder:
                     seek = False
             decoded = self._decoded_frames(container)
             index = 0
-            while (frame := next(decoded, None)) is not None:
+            while (item := next(decoded, None)) is not None:
+                frame, corrupt_packet = item
                 if seek:
                     seek = False
                     first_index = self._index_from_pts(frame.pts)
@@ -235,8 +281,13 @@ class _PyAVDecoder:
                         continue
                     index = first_index
                 if index >= start:
-                    yield _Decoded(index, self._time(frame.pts, index), partial(self._to_rgb, frame, index))
+                    damage = ("its data is damaged or cut short" if corrupt_packet
+                              else "the decoder concealed errors in it" if frame.is_corrupt else None)
+                    yield _Decoded(index, self._time(frame.pts, index), partial(self._to_rgb, frame, index), damage)
                 index += 1
+            shortfall = self._shortfall(index)
+            if shortfall is not None:
+                raise _DecodeFailure(shortfall)
         except _DecodeFailure as failure:
             raise _DecodeFailure(f"frame {index} could not be read: {failure}") from failure.__cause__
         finally:
@@ -449,7 +500,7 @@ class VideoSource:
         stride: int,
         max_frames: int | None,
         resize: Resize,
-        on_error: str,
+        on_damage: str,
         fps: float | None = None,
     ):
         self._decoder = decoder
@@ -458,10 +509,13 @@ class VideoSource:
         self._time_from_index = fps is not None
         self.start, self.stop, self.stride, self.max_frames = start, stop, stride, max_frames
         self._size = resolve_resize(decoder.width, decoder.height, resize)
-        self._on_error = on_error
+        self._on_damage = on_damage
+        self.damage: str | None = None
+        """What the last pass found damaged (``on_damage="warn"``/``"skip"``), or None."""
         self._live: weakref.WeakSet = weakref.WeakSet()
         total = decoder.num_frames
-        if total is not None and start >= total:
+        # a video container's count is metadata (it may be wrong); image and array counts are exact
+        if total is not None and start >= total and decoder.backend in ("images", "array"):
             raise InvalidArgumentError(f"start={start} is past the end of {self._name}: it has {total} frames")
 
     @property
@@ -531,6 +585,8 @@ class VideoSource:
         decoded = self._decoder.frames(self.start)
         count = 0
         last_index = -1
+        damaged: list[str] = []
+        self.damage = None
         try:
             for item in decoded:
                 last_index = item.index
@@ -538,6 +594,10 @@ class VideoSource:
                     return
                 if (item.index - self.start) % self.stride:
                     continue
+                if item.damage is not None:
+                    self._on_damaged(f"frame {item.index}: {item.damage}", damaged)
+                    if self._on_damage == "skip":
+                        continue
                 image = resize_image(item.load(), self._size)
                 time = item.index / self._fps if self._time_from_index else item.time
                 yield Frame(image=image, index=item.index, time=time)
@@ -545,17 +605,24 @@ class VideoSource:
                 if self.max_frames is not None and count >= self.max_frames:
                     return
         except _DecodeFailure as failure:
-            message = f"video: {self._name} is truncated or corrupt: {failure}"
-            if self._on_error == "raise":
-                raise InputFileError(message) from failure.__cause__
-            warnings.warn(f"{message}; returning the {count} frames read before it", RuntimeWarning, stacklevel=2)
-            return
+            self._on_damaged(str(failure), damaged, cause=failure.__cause__)
         finally:
             decoded.close()
-        if count == 0:
+            if damaged:
+                self.damage = "; ".join(damaged)
+                kept = "left out" if self._on_damage == "skip" else "kept"
+                warnings.warn(f"video: {self._name} is truncated or corrupt ({self.damage}); damaged frames {kept}, "
+                              f"{count} frames read", RuntimeWarning, stacklevel=3)
+        if count == 0 and not damaged:
             raise InvalidArgumentError(
                 f"start={self.start} is past the end of {self._name}: its last frame has index {last_index}"
             )
+
+    def _on_damaged(self, what: str, damaged: list[str], cause: BaseException | None = None) -> None:
+        if self._on_damage == "error":
+            raise DamagedFileError(f"video: {self._name} is truncated or corrupt: {what} "
+                                   "(open it with on_damage='warn' or 'skip' to read around the damage)") from cause
+        damaged.append(what)
 
     def close(self) -> None:
         """Close every decoder still open on this source (running loops end)."""
@@ -587,7 +654,7 @@ def open_video(
     backend: str = "auto",
     fps: float | None = None,
     seek: bool = True,
-    on_error: str = "raise",
+    on_damage: str = "error",
 ) -> VideoSource:
     """Open a video, image folder, image list or frame array for streaming.
 
@@ -604,13 +671,15 @@ def open_video(
             is missing or cannot open the file).
         fps: frame rate for image sources (default 30); for videos it replaces the container's
             rate and frame times become ``index / fps``.
-        seek: PyAV only: seek to the keyframe before ``start`` instead of decoding from frame 0.
-        on_error: ``"raise"`` (InputFileError) or ``"warn"`` (keep the readable prefix) when a video
-            breaks off part-way.
+        seek: PyAV only: seek to the keyframe before ``start`` instead of decoding from frame 0
+            (where the timestamps allow frame-accurate numbering; see the module docstring).
+        on_damage: ``"error"`` (DamagedFileError), ``"warn"`` (keep every frame that decodes) or
+            ``"skip"`` (leave out damaged frames) for truncated or corrupt videos; see the module docstring.
 
     Raises:
-        MissingFileError, InputFileError: unusable files (not a video, no frames, corrupt, empty
-            folder, unreadable image, frames of different sizes in a folder).
+        MissingFileError, InputFileError: unusable files (not a video, no frames, empty folder,
+            unreadable image, frames of different sizes in a folder).
+        DamagedFileError: while iterating, a damaged video under ``on_damage="error"``.
         InvalidArgumentError: bad ranges (stride < 1, start < 0, stop <= start, start past the end).
     """
     check_int(start, "start", minimum=0)
@@ -620,13 +689,13 @@ def open_video(
     if stop is not None and stop <= start:
         raise InvalidArgumentError(f"stop must be greater than start, got start={start}, stop={stop}")
     check_choice(backend, "backend", VIDEO_BACKENDS)
-    check_choice(on_error, "on_error", ON_ERROR_CHOICES)
+    check_choice(on_damage, "on_damage", DAMAGE_POLICIES)
     is_number = isinstance(fps, numbers.Real) and not isinstance(fps, bool)
     if fps is not None and (not is_number or not math.isfinite(fps) or fps <= 0):
         raise InvalidArgumentError(f"fps must be a positive number, got {fps!r}")
     if isinstance(source, VideoSource):
-        defaults = (start, stop, stride, max_frames, resize, backend, fps, seek, on_error) == (
-            0, None, 1, None, None, "auto", None, True, "raise")
+        defaults = (start, stop, stride, max_frames, resize, backend, fps, seek, on_damage) == (
+            0, None, 1, None, None, "auto", None, True, "error")
         if not defaults:
             raise InvalidArgumentError(
                 "source is already an open VideoSource; open the path again to change its options"
@@ -635,7 +704,7 @@ def open_video(
     decoder = _make_decoder(source, backend, None if fps is None else float(fps), seek)
     video_fps = float(fps) if fps is not None and decoder.backend in ("pyav", "opencv") else None
     return VideoSource(
-        decoder, start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, on_error=on_error,
+        decoder, start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, on_damage=on_damage,
         fps=video_fps,
     )
 
@@ -651,7 +720,7 @@ def read_frames(
 ) -> np.ndarray:
     """Read a range of frames into one array.
 
-    Takes the same arguments as :func:`open_video` (``options``: backend, fps, seek, on_error).
+    Takes the same arguments as :func:`open_video` (``options``: backend, fps, seek, on_damage).
 
     Returns:
         ``uint8 [T, H, W, 3]`` RGB.

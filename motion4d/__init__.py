@@ -16,7 +16,9 @@ from __future__ import annotations
 from .errors import (  # noqa: F401  (re-exported)
     BackendUnavailableError,
     CheckpointError,
+    DamagedFileError,
     InputFileError,
+    InputTooLargeError,
     InvalidArgumentError,
     MissingDependencyError,
     MissingFileError,

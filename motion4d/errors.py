@@ -27,6 +27,10 @@ class InputFileError(Motion4DError, OSError):
     """An input file or folder cannot be used: unreadable, corrupt, truncated, empty or wrong format."""
 
 
+class DamagedFileError(InputFileError):
+    """A file opens but is damaged: truncated, or holding corrupt data (e.g. frames a decoder concealed)."""
+
+
 class InputTooLargeError(InputFileError):
     """A file declares more data than the configured limit allows (see :mod:`motion4d.limits`)."""
 
@@ -53,6 +57,7 @@ __all__ = [
     "ShapeError",
     "NonFiniteError",
     "InputFileError",
+    "DamagedFileError",
     "InputTooLargeError",
     "MissingFileError",
     "MissingDependencyError",
