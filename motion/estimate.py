@@ -28,7 +28,7 @@ consume flow as it is produced (e.g. :func:`motion.track_points` on first-frame 
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,11 +38,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from motion4d.atomic import atomic_write_text
 from motion4d.checks import check_choice, check_int
 from motion4d.device import resolve_device
 from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 from motion4d.imaging import frames_to_tensor
+from motion4d.outputs import OutputFolder, source_identity
 
 from .frames import Frame, open_video, same_size_frames
 from .models.base import FlowModel
@@ -51,7 +51,8 @@ FORMATS = ("flo", "png", "npz", "color", "mp4")
 _EXTENSIONS = {"flo": ".flo", "png": ".png", "npz": ".npz"}
 CONFIG_NAME = "flow_config.json"
 # configuration keys that change the flow values: a resume with other values would mix results
-_RESULT_KEYS = ("model", "model_options", "start", "stop", "stride", "max_frames", "resize", "source_size")
+_RESULT_KEYS = ("source_identity", "model", "model_options", "start", "stop", "stride", "max_frames", "resize",
+                "source_size")
 
 
 @dataclass
@@ -180,22 +181,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return repr(value)
-
-
-def _check_config(out_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
-    path = out_dir / CONFIG_NAME
-    if overwrite or not path.exists():
-        return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: unreadable configuration of a previous run ({exc}); pass overwrite=True") from exc
-    changed = [k for k in _RESULT_KEYS if previous.get(k) != config.get(k)]
-    if changed:
-        details = ", ".join(f"{k}: {previous.get(k)!r} -> {config.get(k)!r}" for k in changed)
-        raise InvalidArgumentError(
-            f"{out_dir} holds results of a different configuration ({details}); use another folder or overwrite=True"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +386,7 @@ def estimate_flow(
     video.close()
     config = {
         "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>",
+        "source_identity": source_identity(source) if out_dir is not None else None,
         "source_size": list(video.source_size),
         "model": model_name,
         "model_options": _jsonable(model_options),
@@ -418,14 +404,11 @@ def estimate_flow(
     }
     outputs = None
     out_path = None
+    folder = contextlib.nullcontext()
     if out_dir is not None:
         out_path = Path(out_dir)
-        _check_config(out_path, config, overwrite)
-        atomic_write_text(out_path / CONFIG_NAME, json.dumps(config, indent=2))
+        folder = OutputFolder(out_path, CONFIG_NAME, config, _RESULT_KEYS, overwrite)
         outputs = _Outputs(out_path, formats, backward, color_max_radius, video.fps / stride)
-        if overwrite:
-            for f in outputs.video_files():
-                f.unlink(missing_ok=True)
     keep = (out_dir is None) if keep_in_memory is None else keep_in_memory
     skip = None if outputs is None or overwrite else outputs.is_done
 
@@ -435,36 +418,40 @@ def estimate_flow(
     times: list[float] = []
     computed = skipped = 0
     error: BaseException | None = None
-    try:
-        for pair in iter_flow(source, flow_model, device=device, batch=batch, backward=backward, skip=skip,
-                              progress=progress, **selection):
-            if not indices:
-                indices.append(pair.source.index)
-                times.append(pair.source.time)
-            indices.append(pair.target.index)
-            times.append(pair.target.time)
-            index = pair.source.index
-            done = skip is not None and skip(index)
-            fwd, bwd = pair.forward, pair.backward
-            if fwd is None and (keep or "mp4" in formats):  # skipped window: read back what is needed
-                fwd = outputs.read_back(index, "forward")  # type: ignore[union-attr]
-                bwd = outputs.read_back(index, "backward") if backward else None  # type: ignore[union-attr]
-            if outputs is not None and fwd is not None:
-                outputs.write_pair(index, "forward", fwd, not done)
-                if bwd is not None:
-                    outputs.write_pair(index, "backward", bwd, not done)
-            if keep:
-                forward_list.append(fwd.float().cpu())
-                if bwd is not None:
-                    backward_list.append(bwd.float().cpu())
-            computed += not done
-            skipped += done
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if outputs is not None:
-            outputs.close(error)
+    with folder:
+        if outputs is not None and overwrite:
+            for f in outputs.video_files():
+                f.unlink(missing_ok=True)
+        try:
+            for pair in iter_flow(source, flow_model, device=device, batch=batch, backward=backward, skip=skip,
+                                  progress=progress, **selection):
+                if not indices:
+                    indices.append(pair.source.index)
+                    times.append(pair.source.time)
+                indices.append(pair.target.index)
+                times.append(pair.target.time)
+                index = pair.source.index
+                done = skip is not None and skip(index)
+                fwd, bwd = pair.forward, pair.backward
+                if fwd is None and (keep or "mp4" in formats):  # skipped window: read back what is needed
+                    fwd = outputs.read_back(index, "forward")  # type: ignore[union-attr]
+                    bwd = outputs.read_back(index, "backward") if backward else None  # type: ignore[union-attr]
+                if outputs is not None and fwd is not None:
+                    outputs.write_pair(index, "forward", fwd, not done)
+                    if bwd is not None:
+                        outputs.write_pair(index, "backward", bwd, not done)
+                if keep:
+                    forward_list.append(fwd.float().cpu())
+                    if bwd is not None:
+                        backward_list.append(bwd.float().cpu())
+                computed += not done
+                skipped += done
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if outputs is not None:
+                outputs.close(error)
 
     stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
     return FlowResult(

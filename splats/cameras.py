@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,41 @@ def invert_rigid(m: torch.Tensor) -> torch.Tensor:
     out[..., :3, 3] = -(r @ m[..., :3, 3:4])[..., 0]
     out[..., 3, 3] = 1
     return out
+
+
+RIGID_TOLERANCE = 1e-3
+
+
+def _check_rigid(m: torch.Tensor, name: str) -> None:
+    """Raise unless every ``m [C, 4, 4]`` is a rotation plus translation (last row 0, 0, 0, 1)."""
+    m = m.double()
+    eye = torch.eye(3, dtype=torch.float64, device=m.device)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=m.device)
+    r = m[:, :3, :3]
+    row_error = (m[:, 3] - bottom).abs().amax(dim=-1)
+    orthonormal_error = (r @ r.transpose(-1, -2) - eye).abs().amax(dim=(-1, -2))
+    bad = (row_error > RIGID_TOLERANCE) | (orthonormal_error > RIGID_TOLERANCE) | (torch.linalg.det(r) <= 0)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise InvalidArgumentError(
+            f"{name}[{i}] is not a rigid transform (rotation + translation with last row 0 0 0 1): "
+            f"{m[i].tolist()}")
+
+
+def _unit_quaternion(values: list[float], where: str) -> torch.Tensor:
+    """``values`` (w, x, y, z) normalised; a zero or non-finite quaternion is an InputFileError at ``where``."""
+    q = torch.tensor(values, dtype=torch.float64)
+    norm = float(q.norm())
+    if not math.isfinite(norm) or norm < 1e-8:
+        raise InputFileError(f"{where}: the rotation quaternion {values} is zero or not finite")
+    return q / norm
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{path}: not a text {what} file ({exc})") from exc
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,6 +145,7 @@ class Cameras:
         check_positive(self.height, "Cameras.height")
         if (self.K[:, 0, 0] <= 0).any() or (self.K[:, 1, 1] <= 0).any():
             raise InvalidArgumentError("Cameras.K must have positive focal lengths fx, fy")
+        _check_rigid(self.world_to_cam.detach(), "Cameras.world_to_cam")
 
     @classmethod
     def from_fov(cls, world_to_cam: torch.Tensor, width: int, height: int, fov_x_deg: float = 60.0) -> "Cameras":
@@ -194,7 +231,8 @@ def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, torch.Tensor]:
     """Read a TUM trajectory -> ``(timestamps [T], world_to_cam [T, 4, 4] float64)``."""
     path = check_file(path, "TUM trajectory")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    quats = []
+    for i, line in enumerate(_read_text(path, "TUM trajectory").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -205,13 +243,15 @@ def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, torch.Tensor]:
             raise InputFileError(f"{path}:{i}: not a number in {line!r}") from exc
         if len(values) != 8:
             raise InputFileError(f"{path}:{i}: expected 8 values 'timestamp tx ty tz qx qy qz qw', got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise InputFileError(f"{path}:{i}: non-finite value in {line!r}")
         rows.append(values)
+        quats.append(_unit_quaternion([values[7], values[4], values[5], values[6]], f"{path}:{i}"))
     if not rows:
         raise InputFileError(f"{path}: no poses in the TUM file")
     a = torch.tensor(rows, dtype=torch.float64)
-    q = a[:, [7, 4, 5, 6]]
     c2w = torch.eye(4, dtype=torch.float64).repeat(len(a), 1, 1)
-    c2w[:, :3, :3] = quaternion_to_rotation_matrix(q / q.norm(dim=-1, keepdim=True))
+    c2w[:, :3, :3] = quaternion_to_rotation_matrix(torch.stack(quats))
     c2w[:, :3, 3] = a[:, 1:4]
     return a[:, 0].numpy(), invert_rigid(c2w)
 
@@ -223,40 +263,58 @@ def read_colmap_text(folder: str | os.PathLike) -> tuple[Cameras, list[str]]:
     Returns ``(cameras, image names)`` ordered by image name. All cameras must share one size.
     """
     folder = check_file(folder, "COLMAP folder")
+    cameras_txt = check_file(folder / "cameras.txt", "cameras.txt")
     cams: dict[int, tuple[int, int, torch.Tensor]] = {}
-    for i, line in enumerate(check_file(folder / "cameras.txt", "cameras.txt").read_text().splitlines(), 1):
+    for i, line in enumerate(_read_text(cameras_txt, "COLMAP").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        w = line.split()
-        model, width, height, p = w[1], int(w[2]), int(w[3]), [float(x) for x in w[4:]]
-        if model == "PINHOLE":
-            fx, fy, cx, cy = p[:4]
-        elif model == "SIMPLE_PINHOLE":
-            fx = fy = p[0]
-            cx, cy = p[1:3]
-        elif model in ("OPENCV", "RADIAL", "SIMPLE_RADIAL") and all(abs(x) < 1e-12 for x in p[4 if model == "OPENCV" else 3:]):
-            fx, fy, cx, cy = (p[:4] if model == "OPENCV" else (p[0], p[0], p[1], p[2]))
-        else:
-            raise InputFileError(f"{folder / 'cameras.txt'}:{i}: camera model {model} with distortion is not supported")
+        where = f"{cameras_txt}:{i}"
+        try:
+            w = line.split()
+            model, width, height, p = w[1], int(w[2]), int(w[3]), [float(x) for x in w[4:]]
+            if model == "PINHOLE":
+                fx, fy, cx, cy = p[:4]
+            elif model == "SIMPLE_PINHOLE":
+                fx = fy = p[0]
+                cx, cy = p[1:3]
+            elif model in ("OPENCV", "RADIAL", "SIMPLE_RADIAL") and all(abs(x) < 1e-12 for x in p[4 if model == "OPENCV" else 3:]):
+                fx, fy, cx, cy = (p[:4] if model == "OPENCV" else (p[0], p[0], p[1], p[2]))
+            else:
+                raise InputFileError(f"{where}: camera model {model} with distortion is not supported")
+            camera_id = int(w[0])
+        except (IndexError, ValueError) as exc:
+            raise InputFileError(f"{where}: malformed camera line {line.strip()!r} "
+                                 "(expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...')") from exc
+        if width <= 0 or height <= 0 or not (fx > 0 and fy > 0) or not all(map(math.isfinite, (fx, fy, cx, cy))):
+            raise InputFileError(f"{where}: camera size and focal lengths must be positive, got {line.strip()!r}")
         # COLMAP puts pixel centres at +0.5; ours are at integers.
-        cams[int(w[0])] = (width, height, intrinsics_matrix(fx, fy, cx - 0.5, cy - 0.5))
-    lines = [ln for ln in check_file(folder / "images.txt", "images.txt").read_text().splitlines() if not ln.startswith("#")]
+        cams[camera_id] = (width, height, intrinsics_matrix(fx, fy, cx - 0.5, cy - 0.5))
+    images_txt = check_file(folder / "images.txt", "images.txt")
+    lines = [(n, ln) for n, ln in enumerate(_read_text(images_txt, "COLMAP").splitlines(), 1) if not ln.startswith("#")]
     entries = []
     i = 0
     while i < len(lines):
-        if not lines[i].strip():
+        number, line = lines[i]
+        if not line.strip():
             i += 1
             continue
-        w = lines[i].split()
-        if len(w) < 10:
-            raise InputFileError(f"{folder / 'images.txt'}: malformed image line {lines[i]!r}")
-        q = torch.tensor([float(x) for x in w[1:5]], dtype=torch.float64)
-        t = torch.tensor([float(x) for x in w[5:8]], dtype=torch.float64)
-        cam_id = int(w[8])
+        where = f"{images_txt}:{number}"
+        w = line.split()
+        try:
+            if len(w) < 10:
+                raise ValueError("fewer than 10 fields")
+            q = _unit_quaternion([float(x) for x in w[1:5]], where)
+            t = torch.tensor([float(x) for x in w[5:8]], dtype=torch.float64)
+            cam_id = int(w[8])
+        except ValueError as exc:
+            raise InputFileError(f"{where}: malformed image line {line.strip()!r} "
+                                 f"(expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'): {exc}") from exc
+        if not torch.isfinite(t).all():
+            raise InputFileError(f"{where}: non-finite translation in {line.strip()!r}")
         if cam_id not in cams:
-            raise InputFileError(f"{folder / 'images.txt'}: image {w[9]} refers to unknown camera {cam_id}")
+            raise InputFileError(f"{where}: image {w[9]} refers to unknown camera {cam_id}")
         m = torch.eye(4, dtype=torch.float64)
-        m[:3, :3] = quaternion_to_rotation_matrix(q / q.norm())
+        m[:3, :3] = quaternion_to_rotation_matrix(q)
         m[:3, 3] = t
         entries.append((" ".join(w[9:]), cams[cam_id], m))
         i += 2  # skip the 2D points line
@@ -315,12 +373,22 @@ def read_transforms_json(path: str | os.PathLike, width: int | None = None, heig
     """
     path = check_file(path, "transforms json")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(_read_text(path, "JSON"))
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise InputFileError(f"{path}: expected a JSON object with a 'frames' list, got {type(meta).__name__}")
     frames = meta.get("frames")
-    if not frames:
-        raise InputFileError(f"{path}: no 'frames' list")
+    if not frames or not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
+        raise InputFileError(f"{path}: no 'frames' list of objects")
+    try:
+        return _transforms_frames(path, meta, frames, width, height)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise InputFileError(f"{path}: malformed camera values ({type(exc).__name__}: {exc})") from exc
+
+
+def _transforms_frames(path: Path, meta: dict[str, Any], frames: list[dict[str, Any]], width: int | None,
+                       height: int | None) -> TransformsFrames:
     paths, c2ws, times, ks = [], [], [], []
     for i, frame in enumerate(frames):
         if "file_path" not in frame or "transform_matrix" not in frame:
@@ -330,8 +398,12 @@ def read_transforms_json(path: str | os.PathLike, width: int | None = None, heig
             p = p.with_suffix(".png")
         paths.append(p)
         m = torch.tensor(frame["transform_matrix"], dtype=torch.float64)
-        if m.shape != (4, 4):
-            raise InputFileError(f"{path}: frame {i} transform_matrix is not 4x4")
+        if m.shape != (4, 4) or not torch.isfinite(m).all():
+            raise InputFileError(f"{path}: frame {i} transform_matrix is not a finite 4x4 matrix")
+        try:
+            _check_rigid(m[None], f"transform_matrix of frame {i}")
+        except InvalidArgumentError as exc:
+            raise InputFileError(f"{path}: {exc}") from None
         c2ws.append(m @ GL_TO_CV)
         if "time" in frame:
             times.append(float(frame["time"]))
@@ -355,14 +427,22 @@ def read_transforms_json(path: str | os.PathLike, width: int | None = None, heig
             cx = float(entry.get("cx", w / 2)) - 0.5
             cy = float(entry.get("cy", h / 2)) - 0.5
         elif "camera_angle_x" in entry:
-            fx = fy = 0.5 * w / math.tan(0.5 * float(entry["camera_angle_x"]))
+            angle = float(entry["camera_angle_x"])
+            if not 0 < angle < math.pi:
+                raise InputFileError(f"{path}: camera_angle_x must be in (0, pi) radians, got {angle}")
+            fx = fy = 0.5 * w / math.tan(0.5 * angle)
             cx, cy = (w - 1) / 2, (h - 1) / 2
         else:
             raise InputFileError(f"{path}: no intrinsics (expected fl_x/fl_y/cx/cy or camera_angle_x)")
         kmats.append(intrinsics_matrix(fx, fy, cx, cy))
     if times and len(times) != len(frames):
         raise InputFileError(f"{path}: only {len(times)} of {len(frames)} frames have a 'time'")
-    cameras = Cameras(torch.stack(kmats), invert_rigid(torch.stack(c2ws)).float(), w, h)
+    if w <= 0 or h <= 0:
+        raise InputFileError(f"{path}: image size must be positive, got {w}x{h}")
+    try:
+        cameras = Cameras(torch.stack(kmats), invert_rigid(torch.stack(c2ws)).float(), w, h)
+    except InvalidArgumentError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
     return TransformsFrames(cameras, paths, np.asarray(times, dtype=np.float64) if times else None)
 
 

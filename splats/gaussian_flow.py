@@ -539,7 +539,7 @@ class GaussianFlow:
 
     def _load_checkpoint(self, path: Path, signature: str):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
         except Exception as exc:  # torch raises many types for corrupt files
             raise CheckpointError(f"{path}: cannot read the checkpoint ({exc})") from exc
         if not isinstance(state, dict) or state.get("format") != "motion4d.gaussian_flow.v1":

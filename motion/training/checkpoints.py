@@ -54,8 +54,8 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint {path}: no such file")
     try:
-        # the stored Python / NumPy RNG states are plain objects, hence weights_only=False (our own files)
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # tensors and plain values only: a file handed in as a checkpoint cannot run code
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated / foreign file: say which one
         raise CheckpointError(f"{path}: not a readable training checkpoint ({exc})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -37,20 +37,33 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import torch
 
 from motion4d.checks import check_float, check_int
-from motion4d.errors import InvalidArgumentError
+from motion4d.errors import InputTooLargeError, InvalidArgumentError
 from pointclouds.neighbors import knn
 
 from .common import as_points
 
-MAX_VOXELS = 400_000_000
+GRID_BYTES = 512 << 20
+"""Memory budget of a grid's build (index + scatter keys): sparse clouds spread over a large extent
+get a coarser grid instead of gigabytes."""
+BYTES_PER_VOXEL = 12  # int32 nearest-point index + int64 scatter key during the build
 SPLAT_PAIRS_PER_CHUNK = 1 << 22
 NO_POINT = -1
 _EMPTY_KEY = torch.iinfo(torch.int64).max
+
+
+def _grid_box(points: torch.Tensor, h: float, margin: float, band: int, factor: int) -> tuple[torch.Tensor, list[int]]:
+    """Origin ``[3]`` and node counts of the grid of spacing ``h`` around ``points`` (plus margin and band);
+    sizes are ``factor * k + 1`` so that every coarse node is a fine node."""
+    pad = max(margin, (band + 2) * h)
+    lo = torch.floor((points.min(0).values - pad) / h) * h
+    hi = torch.ceil((points.max(0).values + pad) / h) * h
+    return lo, [factor * -(-int(round(float(v))) // factor) + 1 for v in ((hi - lo) / h)]
 
 
 def ball_offsets(radius: int, device: Any = None) -> torch.Tensor:
@@ -167,6 +180,8 @@ class DistanceGrid:
         band: int = 6,
         coarse_factor: int = 4,
         device: Any = None,
+        max_bytes: int | None = None,
+        coarsen: bool = True,
     ) -> "DistanceGrid":
         """Closest-point grid of ``points [M, 3]`` with ``voxel_size`` m spacing.
 
@@ -178,24 +193,34 @@ class DistanceGrid:
             band: radius of the exact near field in voxels (>= 1); build cost grows as ``band^3``.
             coarse_factor: far-field grid spacing in voxels (>= 1).
             device: where the grid lives (default: the points' device).
+            max_bytes: memory budget of the build (default :data:`GRID_BYTES`).
+            coarsen: over the budget, enlarge ``voxel_size`` until it fits (with a RuntimeWarning)
+                instead of raising InputTooLargeError.
         """
         start = time.perf_counter()
         pts = as_points(points, "points", device=device)
         h = check_float(voxel_size, "voxel_size")
         band = check_int(band, "band", 1)
         factor = check_int(coarse_factor, "coarse_factor", 1)
-        pad = max(check_float(margin, "margin", strict=False), (band + 2) * h)
+        margin = check_float(margin, "margin", strict=False)
+        budget = GRID_BYTES if max_bytes is None else check_int(max_bytes, "max_bytes", minimum=1)
         extent_pts = pts if cover is None else torch.cat([pts, as_points(cover, "cover", device=pts.device)])
-        lo = torch.floor((extent_pts.min(0).values - pad) / h) * h
-        hi = torch.ceil((extent_pts.max(0).values + pad) / h) * h
-        # sizes of the form factor * k + 1, so that every coarse node is a fine node
-        dims = [factor * -(-int(round(float(v))) // factor) + 1 for v in ((hi - lo) / h)]
+        lo, dims = _grid_box(extent_pts, h, margin, band, factor)
         total = math.prod(dims)
-        if total > MAX_VOXELS:
-            raise InvalidArgumentError(
-                f"a {dims} grid ({total / 1e6:.0f} M voxels) at voxel_size={h} is too large; "
-                f"use a larger voxel_size or crop the clouds"
-            )
+        if total * BYTES_PER_VOXEL > budget:
+            if not coarsen:
+                raise InputTooLargeError(
+                    f"a {dims} grid ({total / 1e6:.0f} M voxels, {total * BYTES_PER_VOXEL / 2**20:.0f} MiB) at "
+                    f"voxel_size={h} exceeds the {budget / 2**20:.0f} MiB budget; use a larger voxel_size or crop "
+                    "the clouds")
+            requested = h
+            while total * BYTES_PER_VOXEL > budget:
+                h *= 1.05 * (total * BYTES_PER_VOXEL / budget) ** (1 / 3)
+                lo, dims = _grid_box(extent_pts, h, margin, band, factor)
+                total = math.prod(dims)
+            warnings.warn(f"the clouds span {[round(d * h, 1) for d in dims]} m: the lookup grid uses voxel_size "
+                          f"{h:.3g} m instead of {requested:.3g} m to stay within {budget / 2**20:.0f} MiB",
+                          RuntimeWarning, stacklevel=2)
         if len(pts) >= 2**31:
             raise InvalidArgumentError(f"points holds {len(pts)} points; at most 2**31 - 1 are supported")
         index = splat_nearest((pts - lo) / h, dims, band)

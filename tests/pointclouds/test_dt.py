@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from motion4d.errors import InvalidArgumentError
-from pointclouds.methods.dt import NO_POINT, DistanceGrid, ball_offsets, splat_nearest
+from motion4d.errors import InputTooLargeError, InvalidArgumentError
+from pointclouds.methods.dt import BYTES_PER_VOXEL, GRID_BYTES, NO_POINT, DistanceGrid, ball_offsets, splat_nearest
 
 
 def _brute_nearest(query: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +116,13 @@ def test_grid_covers_the_cover_points_and_validates_its_options() -> None:
     grid = DistanceGrid.build(pts, voxel_size=0.1, cover=np.array([[3.0, 0.0, 0.0]], np.float32))
     top = grid.origin + (torch.tensor(grid.shape) - 1) * grid.voxel_size
     assert top[0] >= 3.0 + 0.7 - 1e-6
-    with pytest.raises(InvalidArgumentError):
-        DistanceGrid.build(np.array([[0, 0, 0], [1000, 1000, 50]], np.float32), voxel_size=0.05)
+    far_apart = np.array([[0, 0, 0], [1000, 1000, 50]], np.float32)
+    with pytest.raises(InputTooLargeError, match="budget"):
+        DistanceGrid.build(far_apart, voxel_size=0.05, coarsen=False)
+    # memory is bounded by the budget, not by the extent: the grid gets coarser instead
+    with pytest.warns(RuntimeWarning, match="instead of 0.05 m"):
+        coarse = DistanceGrid.build(far_apart, voxel_size=0.05)
+    assert math.prod(coarse.shape) * BYTES_PER_VOXEL <= GRID_BYTES and coarse.voxel_size > 0.05
     with pytest.raises(InvalidArgumentError):
         DistanceGrid.build(pts, band=0)
     with pytest.raises(InvalidArgumentError):
