@@ -25,7 +25,7 @@ def _footprint(x, y, margin, width, height):
     Returns ``(x0, y0, fx, fy, valid)``; invalid (non-finite or far outside) positions get
     ``x0 = y0 = 0`` and zero fractions, and callers mask every access with ``valid``.
     """
-    finite = ((x - x) == 0) & ((y - y) == 0)  # false for inf and nan
+    finite = (tl.abs(x) < float("inf")) & (tl.abs(y) < float("inf"))  # false for inf and nan
     xf = tl.floor(tl.where(finite, x, 0.0))
     yf = tl.floor(tl.where(finite, y, 0.0))
     valid = (finite & (xf >= -margin - 1.0) & (xf <= width - 1.0 + margin) & (yf >= -margin - 1.0)
@@ -66,7 +66,7 @@ def lookup_forward_kernel(vol_ptr, coords_ptr, out_ptr, hw, H, W, r, scale,
     j = tl.arange(0, CP)
     jm = j < k
     fx2, fy2 = fx[:, None], fy[:, None]
-    for i in range(0, k):
+    for i in range(k):
         x = x0[:, None] - r + i  # [BLOCK_P, 1]
         y = y0[:, None] - r + j[None, :]  # [BLOCK_P, CP]
         m = valid[:, None] & jm[None, :]
@@ -108,7 +108,7 @@ def lookup_backward_kernel(gout_ptr, vol_ptr, coords_ptr, gvol_ptr, gcoords_ptr,
     fx2, fy2 = fx[:, None], fy[:, None]
     gx = tl.zeros([BLOCK_P, CP], dtype=fx.dtype)
     gy = tl.zeros([BLOCK_P, CP], dtype=fx.dtype)
-    for a in range(0, k + 1):  # patch column a: window columns a (weight 1 - fx) and a - 1 (weight fx)
+    for a in range(k + 1):  # patch column a: window columns a (weight 1 - fx) and a - 1 (weight fx)
         x = x0[:, None] - r + a
         y = y0[:, None] - r + c[None, :]
         m = valid[:, None] & (c[None, :] <= k)
@@ -179,7 +179,7 @@ def local_forward_kernel(f1_ptr, f2_ptr, coords_ptr, out_ptr, hw, H, W, D, r, sc
     fx2, fy2 = fx[:, None], fy[:, None]
     prev = tl.zeros([BLOCK_P, CP], dtype=fx.dtype)
     prev_down = tl.zeros([BLOCK_P, CP], dtype=fx.dtype)
-    for a in range(0, k + 1):
+    for a in range(k + 1):
         x = x0[:, None] - r + a  # [BLOCK_P, 1]
         inside = ym & (x >= 0) & (x < W)
         row = f2_base + (y * W + x).to(tl.int64) * D  # [BLOCK_P, CP]
@@ -237,7 +237,7 @@ def local_backward_kernel(gout_ptr, f1_ptr, f2_ptr, coords_ptr, gf1_ptr, gf2_ptr
         dm = d < D
         a1 = tl.load(f1_ptr + f1_row[:, None] + d[None, :], mask=pm[:, None] & dm[None, :], other=0.0)
         acc1 = tl.zeros([BLOCK_P, BLOCK_D], dtype=fx.dtype)
-        for a in range(0, k + 1):
+        for a in range(k + 1):
             x = x0[:, None] - r + a
             inside = ym & (x >= 0) & (x < W)
             cur = m & ((c[None, :] * 0 + a) < k)  # (a < k) as a tile: the interpreter mis-types bool scalars

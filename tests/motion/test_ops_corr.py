@@ -220,7 +220,7 @@ def test_invalid_arguments_raise_clear_errors() -> None:
     with pytest.raises(errors.InvalidArgumentError, match="mode"):
         CorrelationVolume(f, f, mode="dense")
     with pytest.raises(errors.InvalidArgumentError, match="backend"):
-        CorrelationVolume(f, f, backend="triton")
+        CorrelationVolume(f, f, backend="tpu")
     with pytest.raises(errors.ShapeError, match="fmap2"):
         CorrelationVolume(f, torch.zeros(1, 5, 8, 8))
     with pytest.raises(errors.ShapeError, match="too small for 4 levels"):
