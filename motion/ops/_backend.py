@@ -290,6 +290,21 @@ def selection_report() -> dict[str, str]:
     return report
 
 
+def cuda_launch_plan(radius: int, dtype: torch.dtype, shared_budget: int = 48 * 1024) -> dict[str, int]:
+    """Shared memory the CUDA on-the-fly kernels use for ``radius`` (csrc/launch_plan.h; needs the extension).
+
+    ``forward_tile`` pixels per block of the forward (0: one pixel's patch exceeds ``shared_budget``
+    bytes, the kernel then refuses the radius), ``forward_bytes`` and ``backward_bytes`` of shared
+    memory per block, ``backward_box_cells`` of the backward's accumulation box. Every CUDA GPU
+    grants 48 KB per block without opting in, the default budget.
+    """
+    if not load():
+        raise BackendUnavailableError(f"the C++ extension is unavailable: {_reason()}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    tile, forward, backward, cells = torch.ops.motion4d.cuda_launch_plan(radius, itemsize, shared_budget)
+    return {"forward_tile": tile, "forward_bytes": forward, "backward_bytes": backward, "backward_box_cells": cells}
+
+
 def _reason(cuda: bool = False) -> str:
     if _disabled():
         return "disabled by MOTION4D_NO_EXTENSION"
