@@ -164,13 +164,24 @@ def _pixel_block(columns: int, interpret: bool) -> int:
     return max(16, min(cap, _floor_pow2(budget // columns)))
 
 
+def _patch_columns(radius: int, interpret: bool) -> int:
+    """CP, the tile width that holds a patch column of 2r + 2 entries.
+
+    On a GPU at least 16, so that radii 0-7 share one compiled kernel (each distinct block size is a
+    compilation of about a second); interpreted, the smallest power of two (smaller numpy arrays).
+    """
+    cp = _next_pow2(2 * radius + 2)
+    return cp if interpret else max(16, cp)
+
+
 def _local_blocks(channels: int, cp: int, interpret: bool) -> tuple[int, int]:
     """(BLOCK_P, BLOCK_D) for the on-the-fly kernels' [pixels, CP, channels] tiles.
 
-    On a GPU ~1k elements: the tiles of gathered rows, their 64-bit addresses and masks already take
-    110-220 registers per thread at that size (float32-float64, sm_90, by cuobjdump).
+    On a GPU ~1k elements with 32 channels (one compiled variant for every D): the tiles of gathered
+    rows, their 64-bit addresses and masks already take 110-220 registers per thread at that size
+    (float32-float64, sm_90, by cuobjdump).
     """
-    block_d = min(_next_pow2(channels), 32)
+    block_d = min(_next_pow2(channels), 32) if interpret else 32
     budget, cap = (131072, 256) if interpret else (1024, 32)
     return max(1, min(cap, _floor_pow2(budget // (cp * block_d)))), block_d
 
@@ -180,7 +191,7 @@ def _splat_blocks(channels: int, interpret: bool) -> tuple[int, int]:
     if interpret:
         block_c = min(_next_pow2(channels), 64)
         return min(1024, max(16, 4096 // block_c)), block_c
-    return 128, min(_next_pow2(channels), 4)
+    return 128, 4
 
 
 def lookup_forward(volume: torch.Tensor, coords: torch.Tensor, radius: int, scale: float) -> torch.Tensor:
@@ -191,7 +202,7 @@ def lookup_forward(volume: torch.Tensor, coords: torch.Tensor, radius: int, scal
     out = torch.empty(b, k * k, h, w, dtype=volume.dtype, device=volume.device)
     if out.numel() == 0:
         return out.zero_()
-    cp = _next_pow2(k + 1)
+    cp = _patch_columns(radius, interpreting())
     block = _pixel_block(cp, interpreting())
     grid = (triton_cdiv(h * w, block), b)
     kernels.lookup_forward_kernel[grid](volume, coords, out, h * w, volume.shape[1], volume.shape[2], radius,
@@ -208,7 +219,7 @@ def lookup_backward(grad: torch.Tensor, volume: torch.Tensor, coords: torch.Tens
     grad_coords = torch.zeros_like(coords)
     if b * h * w == 0:
         return grad_volume, grad_coords
-    cp = _next_pow2(2 * radius + 2)
+    cp = _patch_columns(radius, interpreting())
     block = _pixel_block(cp, interpreting())
     grid = (triton_cdiv(h * w, block), b)
     kernels.lookup_backward_kernel[grid](grad, volume, coords, grad_volume, grad_coords, h * w, volume.shape[1],
@@ -225,7 +236,7 @@ def local_forward(fmap1: torch.Tensor, fmap2: torch.Tensor, coords: torch.Tensor
     out = torch.empty(b, k * k, h, w, dtype=fmap1.dtype, device=fmap1.device)
     if out.numel() == 0:
         return out.zero_()
-    cp = _next_pow2(k + 1)
+    cp = _patch_columns(radius, interpreting())
     block_p, block_d = _local_blocks(d, cp, interpreting())
     grid = (triton_cdiv(h * w, block_p), b)
     kernels.local_forward_kernel[grid](fmap1, fmap2, coords, out, h * w, fmap2.shape[1], fmap2.shape[2], d, radius,
@@ -243,7 +254,7 @@ def local_backward(grad: torch.Tensor, fmap1: torch.Tensor, fmap2: torch.Tensor,
     grad_coords = torch.zeros_like(coords)
     if b * h * w == 0 or d == 0:
         return grad_f1, grad_f2, grad_coords
-    cp = _next_pow2(2 * radius + 2)
+    cp = _patch_columns(radius, interpreting())
     block_p, block_d = _local_blocks(d, cp, interpreting())
     grid = (triton_cdiv(h * w, block_p), b)
     kernels.local_backward_kernel[grid](grad, fmap1, fmap2, coords, grad_f1, grad_f2, grad_coords, h * w,

@@ -23,7 +23,7 @@ RAFT_RADIUS, RAFT_DIM, SPLAT_CHANNELS = 4, 256, 128
 def _variants(dtype: str) -> dict[str, tuple[str, dict[str, str], dict[str, int | bool]]]:
     """name -> (kernel, signature, constexprs), as the launchers of ``_triton`` call them on a GPU."""
     ptr, i32, f32 = f"*{dtype}", "i32", "fp32"
-    cp = _triton._next_pow2(2 * RAFT_RADIUS + 2)
+    cp = _triton._patch_columns(RAFT_RADIUS, interpret=False)
     block = _triton._pixel_block(cp, interpret=False)
     lookup = {"hw": i32, "H": i32, "W": i32, "r": i32, "scale": f32, "CP": "constexpr", "BLOCK_P": "constexpr"}
     local = {"hw": i32, "H": i32, "W": i32, "D": i32, "r": i32, "scale": f32, "CP": "constexpr",
@@ -37,7 +37,7 @@ def _variants(dtype: str) -> dict[str, tuple[str, dict[str, str], dict[str, int 
                             {"CP": cp, "BLOCK_P": block}),
     }
     for radius in (RAFT_RADIUS, 16):
-        cpr = _triton._next_pow2(2 * radius + 2)
+        cpr = _triton._patch_columns(radius, interpret=False)
         block_p, block_d = _triton._local_blocks(RAFT_DIM, cpr, interpret=False)
         variants[f"local_forward_r{radius}"] = (
             "local_forward_kernel", {"f1_ptr": ptr, "f2_ptr": ptr, "coords_ptr": ptr, "out_ptr": ptr, **local},

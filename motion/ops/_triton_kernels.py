@@ -7,7 +7,9 @@ the pixel axis. Window entries are processed one column at a time (the x offset,
 channel axis) as ``[BLOCK_P, CP]`` tiles, ``CP`` the power of two that holds a patch column of
 ``P = 2r + 2`` entries.
 
-Importing this module needs Triton. With ``TRITON_INTERPRET=1`` set before Triton is first
+Integer sizes are not specialised on (``do_not_specialize``): Triton would otherwise compile a
+variant for every size that is 1 or a multiple of 16, and the launchers pick few block sizes, so
+a GPU run compiles a couple of dozen kernels, not hundreds. Importing this module needs Triton. With ``TRITON_INTERPRET=1`` set before Triton is first
 imported, the kernels run on CPU tensors through Triton's interpreter (that is how CI tests them).
 Only scatter-type gradients (the on-the-fly correlation's ``fmap2`` gradient and the splatting
 forward) use atomics.
@@ -50,7 +52,7 @@ def _shift_down(col, CP: tl.constexpr):
 
 # ---------------------------------------------------------------- all-pairs window lookup
 
-@triton.jit
+@triton.jit(do_not_specialize=["hw", "H", "W", "r"])
 def lookup_forward_kernel(vol_ptr, coords_ptr, out_ptr, hw, H, W, r, scale,
                           CP: tl.constexpr, BLOCK_P: tl.constexpr):
     """``out [B, K, h, w]`` from ``vol [B*h*w, H, W]`` and ``coords [B, 2, h, w]``."""
@@ -86,7 +88,7 @@ def lookup_forward_kernel(vol_ptr, coords_ptr, out_ptr, hw, H, W, r, scale,
                  mask=pm[:, None] & jm[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["hw", "H", "W", "r"])
 def lookup_backward_kernel(gout_ptr, vol_ptr, coords_ptr, gvol_ptr, gcoords_ptr, hw, H, W, r, scale,
                            CP: tl.constexpr, BLOCK_P: tl.constexpr):
     """Volume and coordinate gradients; ``gvol`` must be zero-filled.
@@ -153,7 +155,7 @@ def _coef_y(g00, g10, g01, g11, fx):
 
 # ---------------------------------------------------------------- on-the-fly correlation
 
-@triton.jit
+@triton.jit(do_not_specialize=["hw", "H", "W", "D", "r"])
 def local_forward_kernel(f1_ptr, f2_ptr, coords_ptr, out_ptr, hw, H, W, D, r, scale,
                          CP: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
     """``out [B, K, h, w]`` from channels-last ``f1 [B, h, w, D]``, ``f2 [B, H, W, D]``.
@@ -202,7 +204,7 @@ def local_forward_kernel(f1_ptr, f2_ptr, coords_ptr, out_ptr, hw, H, W, D, r, sc
         prev_down = col_down
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["hw", "H", "W", "D", "r"])
 def local_backward_kernel(gout_ptr, f1_ptr, f2_ptr, coords_ptr, gf1_ptr, gf2_ptr, gcoords_ptr, hw, H, W, D, r,
                           scale, COORDS_GRAD: tl.constexpr, CP: tl.constexpr, BLOCK_P: tl.constexpr,
                           BLOCK_D: tl.constexpr):
@@ -287,7 +289,7 @@ def _splat_corners(flow_ptr, b, p, pm, H, W):
     return y0 * W + x0, fx, fy, ok00, ok10, ok01, ok11
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "H", "W"])
 def splat_forward_kernel(in_ptr, flow_ptr, out_ptr, C, H, W, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """``out [B, C, H, W]`` (zero-filled) += bilinear scatter of ``in`` along ``flow``."""
     b = tl.program_id(1)
@@ -310,7 +312,7 @@ def splat_forward_kernel(in_ptr, flow_ptr, out_ptr, C, H, W, BLOCK_P: tl.constex
         tl.atomic_add(dst + W + 1, w11[:, None] * value, mask=ok11[:, None] & cm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "H", "W"])
 def splat_backward_kernel(gout_ptr, in_ptr, flow_ptr, gin_ptr, gflow_ptr, C, H, W, BLOCK_P: tl.constexpr,
                           BLOCK_C: tl.constexpr):
     """Gradients of the splatting: a gather of ``gout`` at the 4 targets (no atomics)."""
