@@ -8,9 +8,10 @@ namespace motion4d {
 
 constexpr int kCudaThreads = 256;
 constexpr int kCudaWarpsPerBlock = kCudaThreads / 32;
-// Largest pixel tile of the on-the-fly forward: 32 consecutive pixels make one 128-byte store per
-// window entry (float32).
-constexpr int kLocalForwardMaxTile = 32;
+// Largest pixel tile of the on-the-fly forward: 8 consecutive pixels fill whole 32-byte memory
+// sectors per window entry (float32; float64 two), and keep one pixel per warp on average, so the
+// grid is as large as before (880 blocks of 8 warps at Sintel/8) and occupancy does not drop.
+constexpr int kLocalForwardMaxTile = 8;
 // Shared accumulation box of the on-the-fly backward: fmap2-gradient cells x 32 channels.
 constexpr std::size_t kLocalBackwardBoxBytes = 32 * 1024;
 

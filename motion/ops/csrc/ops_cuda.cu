@@ -118,11 +118,11 @@ __global__ void lookup_backward_kernel(const T* __restrict__ gout, const T* __re
 
 // ---------------------------------------------------------------- on-the-fly correlation
 
-// A block takes `tile` consecutive first-frame pixels (launch_plan.h): its warps compute the
-// (2r+2)^2 patch correlations of every pixel (lanes split the D channels: coalesced channels-last
-// reads, then a warp reduction) into shared memory, then the threads write the window with
-// consecutive threads on consecutive pixels, so each window entry is one coalesced store instead
-// of a lane-per-entry store with a stride of h*w elements.
+// A block takes `tile` (up to 8) consecutive first-frame pixels (launch_plan.h): its warps compute
+// the (2r+2)^2 patch correlations of every pixel (lanes split the D channels: coalesced
+// channels-last reads, then a warp reduction) into shared memory, then the threads write the window
+// with consecutive threads on consecutive pixels, so each window entry fills whole 32-byte sectors
+// instead of one lane per entry storing with a stride of h*w elements.
 template <typename T>
 __global__ void local_forward_kernel(const T* __restrict__ f1, const T* __restrict__ f2,
                                      const T* __restrict__ coords, T* __restrict__ out, int64_t B, int64_t hw,
