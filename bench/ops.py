@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -51,7 +50,8 @@ def timed(fn: Callable[[], object], device: str, repeats: int, budget_s: float =
 
     Best-of-N because this machine may be shared: the minimum is the least disturbed measurement,
     and the CPU time (all threads of this process) is insensitive to other processes. A call slower
-    than ``budget_s`` is measured once (its warm-up run is the measurement).
+    than ``budget_s`` is measured once: a second run is the measurement (the first may include a
+    Triton compilation or the CUDA context's warm-up).
     """
     def once() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -61,7 +61,9 @@ def timed(fn: Callable[[], object], device: str, repeats: int, budget_s: float =
 
     first = once()
     if first[0] > budget_s:
-        return 1e3 * first[0], 1e3 * first[1]
+        second = once()
+        if second[0] > budget_s:
+            return 1e3 * second[0], 1e3 * second[1]
     runs = [once() for _ in range(repeats)]
     return 1e3 * min(r[0] for r in runs), 1e3 * min(r[1] for r in runs)
 
@@ -331,7 +333,7 @@ def main() -> int:
             report["memory"].append({"size": size, "peak_mib": result, "pyramid_mib": formula})
 
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=lambda x: None if math.isnan(x) else x))
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -31,15 +31,15 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     summary = out[out.index("==== summary"):]
     for step in ("environment", "build", "parity tests", "bench"):
-        assert re.search(rf"^{step}\s+PASS\s", summary, re.M), summary
+        assert re.search(rf"^{step}\s+PASS\s", summary, re.MULTILINE), summary
     # The architecture list comes from the device's capability, with PTX for newer GPUs.
     assert "TORCH_CUDA_ARCH_LIST=8.6+PTX" in out
     # The GPU tests are collected (a selection that matched nothing would make the real run test nothing) ...
-    collected = int(re.search(r"^parity tests\s+PASS\s+\d+\s+(\d+)/\d+ tests collected", summary, re.M).group(1))
+    collected = int(re.search(r"^parity tests\s+PASS\s+\d+\s+(\d+)/\d+ tests collected", summary, re.MULTILINE).group(1))
     assert collected >= 80
     # ... and the benchmark measured every backend usable on CPU, Triton through its interpreter.
     assert "backends torch, cpp, triton" in summary
-    assert re.search(r"^time on-the-fly corr\s+tiny\s+torch [\d.]+ ms\s+cpp [\d.]+ ms\s+triton [\d.]+ ms", summary, re.M)
+    assert re.search(r"^time on-the-fly corr\s+tiny\s+torch [\d.]+ ms\s+cpp [\d.]+ ms\s+triton [\d.]+ ms", summary, re.MULTILINE)
     assert "target on-the-fly triton vs reference tiny" in summary
     assert "gpu_check: 0 failed step(s)" in out
 
