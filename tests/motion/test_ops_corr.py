@@ -324,5 +324,9 @@ def test_cuda_shared_memory_plan_fits_every_radius(compiled) -> None:
             assert plan["backward_box_cells"] * 32 * itemsize == 32 * 1024
     assert _backend.cuda_launch_plan(4, torch.float32)["forward_tile"] == 8  # RAFT: whole 32-byte sectors per entry
     assert _backend.cuda_launch_plan(16, torch.float64)["forward_tile"] == 4
-    # A budget below one pixel's patch: the plan says so (the CUDA op then raises a clear error).
-    assert _backend.cuda_launch_plan(16, torch.float64, 8 * 1024)["forward_tile"] == 0
+    # A budget below one pixel's patch: the plan says so (the CUDA op then raises a clear error); the
+    # backward shrinks its accumulation box instead (to none at all: direct atomics).
+    small = _backend.cuda_launch_plan(16, torch.float64, 8 * 1024)
+    assert small["forward_tile"] == 0
+    assert 0 < small["backward_box_cells"] < 32 and small["backward_bytes"] <= 8 * 1024
+    assert _backend.cuda_launch_plan(16, torch.float64, 200)["backward_box_cells"] == 0

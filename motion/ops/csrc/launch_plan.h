@@ -30,15 +30,23 @@ inline int local_forward_tile(int radius, std::size_t itemsize, std::size_t budg
   return 0;
 }
 
-// Cells (fmap2 positions) of the backward's accumulation box.
-inline int local_backward_box_cells(std::size_t itemsize) {
-  return static_cast<int>(kLocalBackwardBoxBytes / (32 * itemsize));
+// Bytes of shared memory of the on-the-fly backward besides its box: the tile's footprints and the box geometry.
+inline std::size_t local_backward_overhead_bytes(std::size_t itemsize) {
+  return kCudaWarpsPerBlock * (2 * itemsize + 3 * sizeof(int)) + 5 * sizeof(int);
 }
 
-// Bytes of shared memory of the on-the-fly backward: the box, the tile's footprints and the box geometry.
-// Independent of the radius: a tile whose box does not fit adds to global memory directly.
-inline std::size_t local_backward_shared_bytes(std::size_t itemsize) {
-  return kLocalBackwardBoxBytes + kCudaWarpsPerBlock * (2 * itemsize + 3 * sizeof(int)) + 5 * sizeof(int);
+// Cells (fmap2 positions x 32 channels) of the backward's accumulation box within `budget` bytes:
+// kLocalBackwardBoxBytes where it fits (every GPU's 48 KB), less on a smaller budget, 0 for none
+// (then every tile adds to global memory directly). Independent of the radius.
+inline int local_backward_box_cells(std::size_t itemsize, std::size_t budget) {
+  const std::size_t overhead = local_backward_overhead_bytes(itemsize);
+  const std::size_t room = budget > overhead ? budget - overhead : 0;
+  const std::size_t box = room < kLocalBackwardBoxBytes ? room : kLocalBackwardBoxBytes;
+  return static_cast<int>(box / (32 * itemsize));
+}
+
+inline std::size_t local_backward_shared_bytes(std::size_t itemsize, int cells) {
+  return static_cast<std::size_t>(cells) * 32 * itemsize + local_backward_overhead_bytes(itemsize);
 }
 
 }  // namespace motion4d

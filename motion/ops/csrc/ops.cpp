@@ -628,9 +628,11 @@ std::vector<int64_t> cuda_launch_plan(int64_t radius, int64_t itemsize, int64_t 
   TORCH_CHECK(itemsize == 4 || itemsize == 8, "cuda_launch_plan: itemsize must be 4 or 8, got ", itemsize);
   const int r = static_cast<int>(radius);
   const auto size = static_cast<std::size_t>(itemsize);
-  const int tile = local_forward_tile(r, size, static_cast<std::size_t>(shared_budget));
+  const auto budget = static_cast<std::size_t>(shared_budget);
+  const int tile = local_forward_tile(r, size, budget);
+  const int cells = local_backward_box_cells(size, budget);
   return {tile, static_cast<int64_t>(local_forward_shared_bytes(r, size, tile > 0 ? tile : 1)),
-          static_cast<int64_t>(local_backward_shared_bytes(size)), local_backward_box_cells(size)};
+          static_cast<int64_t>(local_backward_shared_bytes(size, cells)), cells};
 }
 
 bool compiled_with_cuda() {

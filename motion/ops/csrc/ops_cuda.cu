@@ -14,8 +14,22 @@
 #include "cuda_launchers.h"
 #include "launch_plan.h"
 
+// Kernel launches go through M4D_LAUNCH so that csrc/emulation can run this file on a CPU (the
+// emulated tests in tests/motion/test_ops_cuda_emulated.py); with nvcc it is the <<<...>>> syntax.
+#ifndef M4D_LAUNCH
+#define M4D_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
+#endif
+
 namespace motion4d {
 namespace {
+
+#ifndef M4D_CUDA_EMULATION
+// The block's dynamic shared memory (sized at launch).
+__device__ __forceinline__ unsigned char* dynamic_shared() {
+  extern __shared__ __align__(16) unsigned char shared_raw[];
+  return shared_raw;
+}
+#endif
 
 constexpr int kThreads = kCudaThreads;
 constexpr int kWarpsPerBlock = kCudaWarpsPerBlock;
@@ -127,7 +141,7 @@ template <typename T>
 __global__ void local_forward_kernel(const T* __restrict__ f1, const T* __restrict__ f2,
                                      const T* __restrict__ coords, T* __restrict__ out, int64_t B, int64_t hw,
                                      int64_t H, int64_t W, int64_t D, int r, T scale, T inv_norm, int tile) {
-  extern __shared__ __align__(16) unsigned char shared_raw[];
+  unsigned char* shared_raw = dynamic_shared();
   const int k = 2 * r + 1, K = k * k, P = k + 1, PP = P * P;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   T* patch = reinterpret_cast<T*>(shared_raw);  // [tile][PP]
@@ -178,17 +192,16 @@ __global__ void local_forward_kernel(const T* __restrict__ f1, const T* __restri
 // bilinear window, times 1/sqrt(D)) and the coordinate-gradient coefficients in registers and
 // broadcast them with shuffles; one read of each fmap2 row serves grad_fmap1 (gc * f2), grad_fmap2
 // (gc * f1) and the coordinate gradient (linear in the patch correlations, so summed per lane and
-// reduced once). grad_fmap2 is first accumulated in a shared-memory box covering the 8 patches
-// (neighbouring pixels' patches overlap) and flushed with one atomicAdd per touched element; a
-// tile whose patches are too spread out for the box adds to global memory directly.
+// reduced once). grad_fmap2 is first accumulated in a shared-memory box of `cells` positions covering
+// the 8 patches (neighbouring pixels' patches overlap) and flushed with one atomicAdd per touched
+// element; a tile whose patches are too spread out for the box adds to global memory directly.
 template <typename T>
 __global__ void local_backward_kernel(const T* __restrict__ gout, const T* __restrict__ f1,
                                       const T* __restrict__ f2, const T* __restrict__ coords, T* __restrict__ gf1,
                                       T* __restrict__ gf2, T* __restrict__ gcoords, int64_t B, int64_t hw,
                                       int64_t H, int64_t W, int64_t D, int r, T scale, T inv_norm,
-                                      bool coords_grad) {
-  extern __shared__ __align__(16) unsigned char shared_raw[];
-  const int cells = static_cast<int>(kLocalBackwardBoxBytes / (32 * sizeof(T)));
+                                      bool coords_grad, int cells) {
+  unsigned char* shared_raw = dynamic_shared();
   T* box = reinterpret_cast<T*>(shared_raw);  // [cells][32]
   T* fxs = box + cells * 32;
   T* fys = fxs + kWarpsPerBlock;
@@ -417,8 +430,8 @@ cudaError_t corr_lookup_forward_cuda(const T* volume, const T* coords, T* out, i
                                      int64_t H, int64_t W, int radius, T scale, cudaStream_t stream) {
   const int64_t total = B * (2 * radius + 1) * (2 * radius + 1) * h * w;
   if (total == 0) return cudaSuccess;
-  lookup_forward_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(volume, coords, out, B, h * w, H, W,
-                                                                                 radius, scale);
+  M4D_LAUNCH(lookup_forward_kernel<T>, blocks_for(total, kThreads), kThreads, 0, stream)(
+      volume, coords, out, B, h * w, H, W, radius, scale);
   return cudaGetLastError();
 }
 
@@ -428,7 +441,7 @@ cudaError_t corr_lookup_backward_cuda(const T* grad_out, const T* volume, const 
                                       int radius, T scale, cudaStream_t stream) {
   const int64_t total = B * h * w;
   if (total == 0) return cudaSuccess;
-  lookup_backward_kernel<T><<<blocks_for(total, kWarpsPerBlock), kThreads, 0, stream>>>(
+  M4D_LAUNCH(lookup_backward_kernel<T>, blocks_for(total, kWarpsPerBlock), kThreads, 0, stream)(
       grad_out, volume, coords, grad_volume, grad_coords, B, h * w, H, W, radius, scale);
   return cudaGetLastError();
 }
@@ -459,7 +472,7 @@ cudaError_t corr_local_forward_cuda(const T* fmap1, const T* fmap2, const T* coo
   const std::size_t shared = local_forward_shared_bytes(radius, sizeof(T), tile);
   const T inv_norm = T(1) / sqrt(T(D));
   const int64_t tiles = B * ((h * w + tile - 1) / tile);
-  local_forward_kernel<T><<<blocks_for(tiles, 1), kThreads, shared, stream>>>(
+  M4D_LAUNCH(local_forward_kernel<T>, blocks_for(tiles, 1), kThreads, shared, stream)(
       fmap1, fmap2, coords, out, B, h * w, H, W, D, radius, scale, inv_norm, tile);
   return cudaGetLastError();
 }
@@ -471,12 +484,13 @@ cudaError_t corr_local_backward_cuda(const T* grad_out, const T* fmap1, const T*
                                      cudaStream_t stream) {
   const int64_t total = B * h * w;
   if (total == 0) return cudaSuccess;
-  const std::size_t shared = local_backward_shared_bytes(sizeof(T));
+  const int cells = local_backward_box_cells(sizeof(T), static_cast<std::size_t>(shared_memory_budget()));
+  const std::size_t shared = local_backward_shared_bytes(sizeof(T), cells);
   const T inv_norm = T(1) / sqrt(T(D));
   const int64_t tiles = B * ((h * w + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  local_backward_kernel<T><<<blocks_for(tiles, 1), kThreads, shared, stream>>>(
+  M4D_LAUNCH(local_backward_kernel<T>, blocks_for(tiles, 1), kThreads, shared, stream)(
       grad_out, fmap1, fmap2, coords, grad_fmap1, grad_fmap2, grad_coords, B, h * w, H, W, D, radius, scale,
-      inv_norm, coords_grad);
+      inv_norm, coords_grad, cells);
   return cudaGetLastError();
 }
 
@@ -485,7 +499,8 @@ cudaError_t splat_forward_cuda(const T* input, const T* flow, T* out, int64_t B,
                                cudaStream_t stream) {
   const int64_t total = B * H * W;
   if (total == 0) return cudaSuccess;
-  splat_forward_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(input, flow, out, B, C, H, W);
+  M4D_LAUNCH(splat_forward_kernel<T>, blocks_for(total, kThreads), kThreads, 0, stream)(
+      input, flow, out, B, C, H, W);
   return cudaGetLastError();
 }
 
@@ -494,8 +509,8 @@ cudaError_t splat_backward_cuda(const T* grad_out, const T* input, const T* flow
                                 int64_t B, int64_t C, int64_t H, int64_t W, cudaStream_t stream) {
   const int64_t total = B * H * W;
   if (total == 0) return cudaSuccess;
-  splat_backward_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(grad_out, input, flow, grad_input,
-                                                                                 grad_flow, B, C, H, W);
+  M4D_LAUNCH(splat_backward_kernel<T>, blocks_for(total, kThreads), kThreads, 0, stream)(
+      grad_out, input, flow, grad_input, grad_flow, B, C, H, W);
   return cudaGetLastError();
 }
 
