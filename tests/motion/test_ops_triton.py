@@ -214,17 +214,18 @@ def test_triton_softsplat_half_and_non_contiguous(interpreted) -> None:
 
 # ------------------------------------------------------------------ compiled for a GPU, without one
 
-def test_triton_kernels_compile_for_cuda(interpreted) -> None:
-    """Every kernel, float32 and float64, at the launchers' GPU block sizes, compiles to sm_80 and sm_90 cubins.
+@pytest.mark.parametrize("arch", [90, pytest.param(80, marks=pytest.mark.slow)])
+def test_triton_kernels_compile_for_cuda(interpreted, arch: int) -> None:
+    """Every kernel, float32 and float64, at the launchers' GPU block sizes, compiles to a cubin (about 25 s).
 
     In a subprocess: this process imported Triton in interpreter mode, which cannot compile.
     """
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "motion.ops._triton_compile_check", "--arch", "80", "90", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "motion.ops._triton_compile_check", "--arch", str(arch), "--json"],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sizes = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(sizes) == 2 * 2 * 7 and all(size > 1000 for size in sizes.values()), sizes
+    assert len(sizes) == 2 * 7 and all(size > 1000 for size in sizes.values()), sizes
 
 
 # ------------------------------------------------------------------ backend selection
