@@ -62,6 +62,10 @@ def collect() -> dict[str, Any]:
         from motion.ops import _backend
 
         backends["compiled_ops"] = _backend.status()
+        # What backend="auto" of the correlation/splatting ops runs on each device type, and why.
+        selection = _backend.selection_report()
+        backends["ops_cpu"] = selection["cpu"]
+        backends["ops_cuda"] = selection["cuda"]
     except ImportError:
         backends["compiled_ops"] = "not built"
     info["backends"] = backends

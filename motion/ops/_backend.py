@@ -10,14 +10,22 @@ The C++/CUDA extension (``motion/ops/csrc``) registers the ops ``torch.ops.motio
    when torch sees a GPU and finds nvcc, so a single library serves CPU and CUDA tensors.
 
 A failed build is reported once (warning with the compiler's message) and not retried in the same
-process; ``backend="auto"`` then falls back to the PyTorch reference. ``MOTION4D_NO_EXTENSION=1``
-disables compiling altogether (``auto`` uses the reference without a warning).
+process. ``MOTION4D_NO_EXTENSION=1`` disables the C++ extension (``auto`` then uses the reference
+on CPU without a warning).
 
-Nothing here compiles at import time: :func:`status` only reports, :func:`load` builds.
+``backend="auto"`` picks, for CPU tensors, the C++ kernels, else the reference; for CUDA tensors,
+the CUDA C++ kernels when the extension is built or buildable (a prebuilt library, or nvcc and a
+CUDA torch for the JIT build), else the Triton kernels (``_triton``: compiled at run time, no
+nvcc), else the reference (with a warning). The choice and its reason are logged once per device
+type (logger ``motion4d.ops``) and shown by ``motion4d info`` (:func:`selection_report`).
+
+Nothing here compiles at import time: :func:`status` and :func:`selection_report` only report,
+:func:`load` builds.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import warnings
@@ -29,7 +37,9 @@ import torch
 from motion4d.checks import check_choice
 from motion4d.errors import BackendUnavailableError, InvalidArgumentError
 
-BACKENDS = ("auto", "torch", "cpp", "cuda")
+from . import _triton
+
+BACKENDS = ("auto", "torch", "cpp", "cuda", "triton")
 CSRC = Path(__file__).resolve().parent / "csrc"
 CPU_SOURCES = ("ops.cpp",)
 CUDA_SOURCES = ("ops_cuda.cu",)
@@ -39,19 +49,32 @@ MAX_COMPILED_RADIUS = 16  # kMaxRadius in csrc/ops.cpp
 _lock = threading.Lock()
 _state: dict[str, Any] = {"loaded": False, "error": None, "origin": None, "cuda": False}
 _warned: set[str] = set()
+_announced: dict[str, str] = {}  # device type -> "backend: reason" of backend="auto", logged once
+logger = logging.getLogger("motion4d.ops")
 
 
 def _disabled() -> bool:
     return os.environ.get("MOTION4D_NO_EXTENSION", "0") not in ("", "0")
 
 
-def _want_cuda() -> bool:
-    """Build the CUDA kernels into the JIT extension: a GPU is visible and nvcc is found."""
+def _cuda_build_blocker() -> str | None:
+    """Why the JIT build would leave out the CUDA kernels (None when it includes them)."""
     if os.environ.get("MOTION4D_OPS_CUDA") == "0":
-        return False
+        return "MOTION4D_OPS_CUDA=0"
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible"
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is not a CUDA build"
     from torch.utils.cpp_extension import CUDA_HOME
 
-    return torch.cuda.is_available() and torch.version.cuda is not None and CUDA_HOME is not None
+    if CUDA_HOME is None:
+        return "nvcc not found (no CUDA toolkit: set CUDA_HOME or install one)"
+    return None
+
+
+def _want_cuda() -> bool:
+    """Build the CUDA kernels into the JIT extension: a GPU is visible and nvcc is found."""
+    return _cuda_build_blocker() is None
 
 
 def extension_name(with_cuda: bool) -> str:
@@ -166,11 +189,11 @@ def _warn_once(key: str, message: str) -> None:
 
 
 def resolve(backend: str, device: torch.device) -> str:
-    """Turn ``backend`` into ``"torch"`` or ``"compiled"`` for tensors on ``device``.
+    """Turn ``backend`` into ``"torch"``, ``"compiled"`` (C++/CUDA) or ``"triton"`` for tensors on ``device``.
 
-    ``auto`` picks the compiled kernels for CPU and CUDA tensors when they are available and the
-    reference otherwise (warning once when the kernels could not be built). ``cpp`` and ``cuda``
-    insist: they raise BackendUnavailableError when the kernels are missing or the device differs.
+    ``auto`` picks as the module docs say (warning once when it ends on the reference because
+    kernels could not be built). ``cpp``, ``cuda`` and ``triton`` insist: they raise
+    BackendUnavailableError when their kernels are missing, InvalidArgumentError for a wrong device.
     """
     check_choice(backend, "backend", BACKENDS)
     if backend == "torch":
@@ -187,14 +210,99 @@ def resolve(backend: str, device: torch.device) -> str:
         if not (load() and _state["cuda"]):
             raise BackendUnavailableError(f"backend='cuda' is unavailable: {_reason(cuda=True)}")
         return "compiled"
-    if device.type not in ("cpu", "cuda") or _disabled():
-        return "torch"
-    if load() and (device.type == "cpu" or _state["cuda"]):
-        return "compiled"
-    if _state["error"] is None:  # a failed build was already reported, with the compiler's message, by load()
-        _warn_once(device.type, f"motion4d: no compiled {device.type} kernels ({_reason(device.type == 'cuda')}); "
-                                "using the PyTorch reference")
-    return "torch"
+    if backend == "triton":
+        if device.type not in ("cpu", "cuda"):
+            raise InvalidArgumentError(f"backend='triton' runs on CUDA tensors, got tensors on {device}")
+        why = _triton.unavailable_reason(device)
+        if why is not None:
+            raise BackendUnavailableError(f"backend='triton' is unavailable for {device.type} tensors: {why}")
+        return "triton"
+    if device.type == "cuda":
+        choice, why = _choose_cuda(device)
+    elif device.type == "cpu" and not _disabled():
+        choice, why = ("compiled", f"C++ kernels ({_state['origin']})") if load() else ("torch", _reason())
+    else:
+        choice, why = "torch", ("the C++ extension is disabled (MOTION4D_NO_EXTENSION)" if _disabled()
+                                else f"no kernels for {device.type} tensors")
+    _announce(device.type, choice, why)
+    return choice
+
+
+def _choose_cuda(device: torch.device) -> tuple[str, str]:
+    """(backend, reason) of ``auto`` for CUDA tensors: CUDA C++, else Triton, else the reference."""
+    if _disabled():
+        cpp_why = "the C++ extension is disabled (MOTION4D_NO_EXTENSION)"
+    elif _state["loaded"] and not _state["cuda"]:
+        cpp_why = "the loaded C++ extension has no CUDA kernels"
+    elif _prebuilt_library() is not None or _want_cuda():
+        if load() and _state["cuda"]:
+            return "compiled", f"CUDA C++ kernels ({_state['origin']})"
+        cpp_why = _reason(cuda=True)
+    else:
+        cpp_why = f"the CUDA C++ extension cannot be built: {_cuda_build_blocker()}"
+    triton_why = _triton.unavailable_reason(device)
+    if triton_why is None:
+        return "triton", f"Triton kernels; {cpp_why}"
+    return "torch", f"{cpp_why}; Triton is unavailable: {triton_why}"
+
+
+def _announce(device_type: str, choice: str, why: str) -> None:
+    """The one-time log line of what ``auto`` runs on a device type; a warning when it is the reference."""
+    name = {"compiled": "cpp" if device_type == "cpu" else "cuda"}.get(choice, choice)
+    line = f"{name}: {why}"
+    if _announced.get(device_type) != line:
+        _announced[device_type] = line
+        logger.info("motion4d.ops: backend='auto' runs %s tensors on %s", device_type, line)
+    # The reference is the slow path: say so loudly, unless the user disabled the kernels or load() already warned.
+    quiet = device_type == "cpu" and (_disabled() or _state["error"] is not None)
+    if choice == "torch" and not quiet:
+        _warn_once(device_type, f"motion4d: no compiled {device_type} kernels ({why}); using the PyTorch reference")
+
+
+def selection_report() -> dict[str, str]:
+    """What ``backend="auto"`` runs for CPU and CUDA tensors and why (``motion4d info``); compiles nothing."""
+    report = {}
+    if "cpu" in _announced:
+        report["cpu"] = _announced["cpu"]
+    elif _disabled():
+        report["cpu"] = "torch: the C++ extension is disabled (MOTION4D_NO_EXTENSION)"
+    elif _state["error"] is not None:
+        report["cpu"] = f"torch: the C++ extension failed to build ({_reason()})"
+    else:
+        report["cpu"] = f"cpp: C++ kernels, {status()['state']}"
+    if "cuda" in _announced:
+        report["cuda"] = _announced["cuda"]
+    elif not torch.cuda.is_available():
+        report["cuda"] = "none: no CUDA device is visible"
+    elif not _disabled() and _state["loaded"] and _state["cuda"]:
+        report["cuda"] = f"cuda: CUDA C++ kernels ({_state['origin']})"
+    elif not _disabled() and _state["error"] is None and not _state["loaded"] and (
+            _prebuilt_library() is not None or _want_cuda()):
+        report["cuda"] = f"cuda: CUDA C++ kernels, {status()['state']}"
+    else:
+        device = torch.device("cuda")
+        blocker = ("the C++ extension is disabled (MOTION4D_NO_EXTENSION)" if _disabled()
+                   else _reason(cuda=True) if _state["loaded"] or _state["error"] is not None
+                   else f"the CUDA C++ extension cannot be built: {_cuda_build_blocker()}")
+        triton_why = _triton.unavailable_reason(device)
+        report["cuda"] = (f"triton: Triton kernels; {blocker}" if triton_why is None
+                          else f"torch: {blocker}; Triton is unavailable: {triton_why}")
+    return report
+
+
+def cuda_launch_plan(radius: int, dtype: torch.dtype, shared_budget: int = 48 * 1024) -> dict[str, int]:
+    """Shared memory the CUDA on-the-fly kernels use for ``radius`` (csrc/launch_plan.h; needs the extension).
+
+    ``forward_tile`` pixels per block of the forward (0: one pixel's patch exceeds ``shared_budget``
+    bytes, the kernel then refuses the radius), ``forward_bytes`` and ``backward_bytes`` of shared
+    memory per block, ``backward_box_cells`` of the backward's accumulation box. Every CUDA GPU
+    grants 48 KB per block without opting in, the default budget.
+    """
+    if not load():
+        raise BackendUnavailableError(f"the C++ extension is unavailable: {_reason()}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    tile, forward, backward, cells = torch.ops.motion4d.cuda_launch_plan(radius, itemsize, shared_budget)
+    return {"forward_tile": tile, "forward_bytes": forward, "backward_bytes": backward, "backward_box_cells": cells}
 
 
 def _reason(cuda: bool = False) -> str:

@@ -53,7 +53,8 @@ class CorrelationVolume:
         radius: window radius ``r >= 0``.
         mode: ``"all_pairs"`` or ``"on_the_fly"``.
         backend: ``"auto"`` (compiled kernels when available, else the reference), ``"torch"``
-            (reference), ``"cpp"`` (C++ CPU kernels) or ``"cuda"`` (CUDA kernels).
+            (reference), ``"cpp"`` (C++ CPU kernels), ``"cuda"`` (CUDA C++ kernels) or ``"triton"``
+            (Triton kernels; see :mod:`motion.ops`).
     """
 
     def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, num_levels: int = 4, radius: int = 4,
@@ -76,7 +77,7 @@ class CorrelationVolume:
         self.mode = mode
         self.shape = (size["B"], size["h"], size["w"])
         self.backend = _backend.resolve(backend, fmap1.device)
-        if self.backend == "compiled" and radius > _backend.MAX_COMPILED_RADIUS:
+        if self.backend != "torch" and radius > _backend.MAX_COMPILED_RADIUS:
             if backend != "auto":
                 raise InvalidArgumentError(f"backend={backend!r} supports radius <= "
                                            f"{_backend.MAX_COMPILED_RADIUS}, got {radius}; use backend='torch'")
@@ -90,7 +91,7 @@ class CorrelationVolume:
             else:
                 self.fmap1 = fmap1
                 self.fmap2_pyramid = _reference.pool_pyramid(fmap2, num_levels)
-                if self.backend == "compiled":  # the kernels read channels-last rows of D features
+                if self.backend != "torch":  # the kernels read channels-last rows of D features
                     self.fmap1 = fmap1.permute(0, 2, 3, 1).contiguous()
                     self.fmap2_pyramid = [f.permute(0, 2, 3, 1).contiguous() for f in self.fmap2_pyramid]
 
@@ -117,10 +118,12 @@ class CorrelationVolume:
             coords = coords.contiguous()
             ops = torch.ops.motion4d
             if self.mode == "all_pairs":
-                levels = [ops.corr_lookup(vol.view(vol.shape[0], vol.shape[2], vol.shape[3]), coords,
-                                          self.radius, 0.5 ** lvl) for lvl, vol in enumerate(self.pyramid)]
+                lookup = ops.corr_lookup if self.backend == "compiled" else ops.triton_corr_lookup
+                levels = [lookup(vol.view(vol.shape[0], vol.shape[2], vol.shape[3]), coords, self.radius, 0.5 ** lvl)
+                          for lvl, vol in enumerate(self.pyramid)]
             else:
-                levels = [ops.corr_local(self.fmap1, f2, coords, self.radius, 0.5 ** lvl)
+                local = ops.corr_local if self.backend == "compiled" else ops.triton_corr_local
+                levels = [local(self.fmap1, f2, coords, self.radius, 0.5 ** lvl)
                           for lvl, f2 in enumerate(self.fmap2_pyramid)]
             return torch.cat(levels, 1)
 

@@ -14,7 +14,8 @@ MODES = ("sum", "average", "linear", "softmax")
 def _splat_sum(features: torch.Tensor, flow: torch.Tensor, backend: str) -> torch.Tensor:
     if backend == "torch":
         return _reference.splat(features, flow)
-    return torch.ops.motion4d.splat(features.contiguous(), flow.contiguous())
+    op = torch.ops.motion4d.splat if backend == "compiled" else torch.ops.motion4d.triton_splat
+    return op(features.contiguous(), flow.contiguous())
 
 
 def softsplat(features: torch.Tensor, flow: torch.Tensor, metric: torch.Tensor | None = None,
@@ -43,7 +44,7 @@ def softsplat(features: torch.Tensor, flow: torch.Tensor, metric: torch.Tensor |
         flow: ``[B, 2, H, W]`` in pixels (u right, v down), anchored at the source frame.
         metric: ``[B, 1, H, W]`` importance, required by ``linear`` and ``softmax`` only.
         mode: ``"sum"``, ``"average"``, ``"linear"`` or ``"softmax"``.
-        backend: ``"auto"``, ``"torch"``, ``"cpp"`` or ``"cuda"`` (see :mod:`motion.ops`).
+        backend: ``"auto"``, ``"torch"``, ``"cpp"``, ``"cuda"`` or ``"triton"`` (see :mod:`motion.ops`).
 
     Returns:
         ``[B, C, H, W]`` splatted features.

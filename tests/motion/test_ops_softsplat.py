@@ -178,8 +178,9 @@ def test_cuda_gradcheck(mode: str) -> None:
     assert _backend.has_cuda(), _backend.status()
     feats, flow, metric = (t.cuda().requires_grad_() for t in make_inputs(1, 2, 4, 5, seed=2, spread=1.5))
     args = (feats, flow, metric) if mode in ("linear", "softmax") else (feats, flow)
+    # The splatting forward adds with atomics (its output feeds the normalised modes' backward).
     assert torch.autograd.gradcheck(lambda *a: softsplat(*a, mode=mode, backend="cuda"), args, eps=1e-6, atol=1e-7,
-                                    fast_mode=True)
+                                    nondet_tol=1e-12, fast_mode=True)
 
 
 @CUDA

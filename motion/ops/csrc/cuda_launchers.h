@@ -20,6 +20,11 @@ cudaError_t corr_lookup_backward_cuda(const T* grad_out, const T* volume, const 
                                       T* grad_coords, int64_t B, int64_t h, int64_t w, int64_t H, int64_t W,
                                       int radius, T scale, cudaStream_t stream);
 
+// Pixels per block of corr_local_forward_cuda on the current device (launch_plan.h); 0 when the
+// radius's patch of even one pixel exceeds the device's shared memory per block.
+template <typename T>
+int corr_local_forward_tile(int radius);
+
 // fmap1 [B, h, w, D], fmap2 [B, H, W, D] (channels-last), coords [B, 2, h, w] -> out [B, K, h, w].
 template <typename T>
 cudaError_t corr_local_forward_cuda(const T* fmap1, const T* fmap2, const T* coords, T* out, int64_t B, int64_t h,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common.h"
+#include "launch_plan.h"
 
 #ifdef WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
@@ -550,6 +551,10 @@ at::Tensor corr_local_cuda(const at::Tensor& f1, const at::Tensor& f2, const at:
   const int64_t K = (2 * radius + 1) * (2 * radius + 1);
   auto out = at::empty({B, K, h, w}, f1.options());
   AT_DISPATCH_FLOATING_TYPES(f1.scalar_type(), "corr_local_cuda", [&] {
+    TORCH_CHECK(corr_local_forward_tile<scalar_t>(static_cast<int>(radius)) > 0, "corr_local: radius ", radius,
+                " needs ", local_forward_shared_bytes(static_cast<int>(radius), sizeof(scalar_t), 1),
+                " bytes of shared memory per block, more than this GPU grants; use a smaller radius or "
+                "backend='triton'");
     const auto status = corr_local_forward_cuda<scalar_t>(
         f1.data_ptr<scalar_t>(), f2.data_ptr<scalar_t>(), coords.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), B,
         h, w, f2.size(1), f2.size(2), D, static_cast<int>(radius), static_cast<scalar_t>(scale),
@@ -616,6 +621,20 @@ std::tuple<at::Tensor, at::Tensor> splat_backward_cuda_op(const at::Tensor& grad
 }
 #endif
 
+// The CUDA kernels' shared-memory plan (launch_plan.h) for a radius, element size and per-block budget:
+// [forward pixel tile (0: does not fit), forward bytes, backward bytes, backward box cells].
+std::vector<int64_t> cuda_launch_plan(int64_t radius, int64_t itemsize, int64_t shared_budget) {
+  TORCH_CHECK(radius >= 0 && radius <= kMaxRadius, "cuda_launch_plan: radius must be in [0, ", kMaxRadius, "]");
+  TORCH_CHECK(itemsize == 4 || itemsize == 8, "cuda_launch_plan: itemsize must be 4 or 8, got ", itemsize);
+  const int r = static_cast<int>(radius);
+  const auto size = static_cast<std::size_t>(itemsize);
+  const auto budget = static_cast<std::size_t>(shared_budget);
+  const int tile = local_forward_tile(r, size, budget);
+  const int cells = local_backward_box_cells(size, budget);
+  return {tile, static_cast<int64_t>(local_forward_shared_bytes(r, size, tile > 0 ? tile : 1)),
+          static_cast<int64_t>(local_backward_shared_bytes(size, cells)), cells};
+}
+
 bool compiled_with_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -637,6 +656,7 @@ TORCH_LIBRARY(motion4d, m) {
   m.def("splat(Tensor input, Tensor flow) -> Tensor");
   m.def("splat_backward(Tensor grad_out, Tensor input, Tensor flow) -> (Tensor, Tensor)");
   m.def("compiled_with_cuda", &motion4d::compiled_with_cuda);
+  m.def("cuda_launch_plan", &motion4d::cuda_launch_plan);
 }
 
 TORCH_LIBRARY_IMPL(motion4d, CPU, m) {
