@@ -38,13 +38,13 @@ from motion4d.checks import check_choice
 from motion4d.errors import BackendUnavailableError, InvalidArgumentError
 
 from . import _triton
+from ._limits import MAX_COMPILED_RADIUS  # noqa: F401  (part of this module's interface)
 
 BACKENDS = ("auto", "torch", "cpp", "cuda", "triton")
 CSRC = Path(__file__).resolve().parent / "csrc"
 CPU_SOURCES = ("ops.cpp",)
 CUDA_SOURCES = ("ops_cuda.cu",)
 EXTRA_CFLAGS = ["-O3", "-fopenmp"]
-MAX_COMPILED_RADIUS = 16  # kMaxRadius in csrc/ops.cpp
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"loaded": False, "error": None, "origin": None, "cuda": False}

@@ -24,6 +24,8 @@ import torch
 
 from motion4d.errors import InvalidArgumentError, ShapeError
 
+from ._limits import MAX_COMPILED_RADIUS
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {"kernels": None, "error": None}
 CAN_REGISTER = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
@@ -118,8 +120,6 @@ def _check_float(name: str, *tensors: torch.Tensor) -> None:
 
 
 def _check_radius(name: str, radius: int) -> None:
-    from ._backend import MAX_COMPILED_RADIUS
-
     if not 0 <= radius <= MAX_COMPILED_RADIUS:
         raise InvalidArgumentError(f"{name}: radius must be in [0, {MAX_COMPILED_RADIUS}], got {radius}")
 
