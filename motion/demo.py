@@ -52,7 +52,7 @@ def make_clip(out: Path, frames: int, seed: int) -> tuple[Any, str]:
     return seq, name
 
 
-def score_flow(out: Path, seq: Any, model: str) -> dict[str, float]:
+def score_flow(out: Path, seq: Any, model: str, progress: bool = True) -> dict[str, float]:
     """Estimate flow over the written video with ``model``; return its metrics and speed."""
     import motion
     from motion.metrics import flow_metrics
@@ -60,7 +60,7 @@ def score_flow(out: Path, seq: Any, model: str) -> dict[str, float]:
     start = time.perf_counter()
     result = motion.estimate_flow(
         out / "input.mp4", model=model, out_dir=out / f"flow_{model}", formats=("flo", "color", "mp4"),
-        keep_in_memory=True, overwrite=True, progress=True,
+        keep_in_memory=True, overwrite=True, progress=progress,
     )
     seconds = time.perf_counter() - start
     metrics = flow_metrics(result.forward, seq.flow_forward, occlusion=seq.occlusion)
@@ -124,8 +124,11 @@ def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any) -> 
     return save_png(out / "summary.png", side_by_side(panels, labels, columns=4))
 
 
-def run_demo(out: Path, frames: int = 12, seed: int = 0, grid: int = 24) -> dict[str, Any]:
-    """Run the whole demo into ``out``; returns the summary that is also written to ``summary.json``."""
+def run_demo(out: Path, frames: int = 12, seed: int = 0, grid: int = 24, progress: bool = True) -> dict[str, Any]:
+    """Run the whole demo into ``out``; returns the summary that is also written to ``summary.json``.
+
+    ``frames`` (>= 2) is the clip length, ``grid`` (>= 1) the track spacing in pixels.
+    """
     from motion.models.reynolds_encoding import encode_video
     from motion.visualize import save_png
 
@@ -135,7 +138,7 @@ def run_demo(out: Path, frames: int = 12, seed: int = 0, grid: int = 24) -> dict
     flows: dict[str, Any] = {}
     flow_scores: dict[str, Any] = {}
     for model in FLOW_MODELS:
-        scores = score_flow(out, seq, model)
+        scores = score_flow(out, seq, model, progress)
         flows[model] = scores.pop("_forward")
         flow_scores[model] = scores
     track_scores = track_clip(out, seq, grid)

@@ -58,6 +58,20 @@ def _open_test_set(dataset: str, root: str | os.PathLike, pass_name: str | None,
     return Kitti2015(root, "testing", multiview_root=multiview_root, **clip)
 
 
+def check_test_set(dataset: str, root: str | os.PathLike, passes: Sequence[str] = ("clean", "final"),
+                   multiview_root: str | None = None) -> None:
+    """Raise (MissingFileError with the expected layout, ...) unless ``root`` holds the test set of ``dataset``.
+
+    Cheap (the readers index file names only): call it before building a model whose weights may
+    have to be downloaded.
+    """
+    from motion.protocols import PAIRS
+
+    check_choice(dataset, "dataset", ("sintel", "kitti"))
+    for pass_name in (passes if dataset == "sintel" else [None]):
+        _open_test_set(dataset, root, pass_name, PAIRS, multiview_root)
+
+
 def _write(path: Path, flow: torch.Tensor, dataset: str) -> int:
     """Write ``flow [2, H, W]``; returns the number of KITTI pixels clipped to the PNG range."""
     from motion.flow_io import write_flow
@@ -179,4 +193,5 @@ def verify_submission(out_dir: str | os.PathLike, dataset: str, root: str | os.P
     return len(expected)
 
 
-__all__ = ["SubmissionReport", "write_submission", "verify_submission", "expected_files", "sintel_flow_path", "kitti_flow_path"]
+__all__ = ["SubmissionReport", "check_test_set", "expected_files", "kitti_flow_path", "sintel_flow_path", "verify_submission",
+           "write_submission"]

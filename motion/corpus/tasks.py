@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -22,7 +21,8 @@ from motion4d.errors import InvalidArgumentError
 
 from .listing import Video
 
-TASKS: dict[str, str] = {"flow": "motion4d.cli.flow", "encode": "motion4d.cli.encode", "track": "motion4d.cli.track"}
+#: task -> the ``motion4d`` subcommand that runs it
+TASKS: dict[str, str] = {"flow": "flow", "encode": "encode", "track": "track"}
 DONE_NAME = ".done.json"
 
 
@@ -33,11 +33,11 @@ def task_output(task: str, out_dir: Path, video: Video) -> Path:
 
 
 def _task_parser(task: str) -> argparse.ArgumentParser:
+    from motion4d.cli import subcommand_parser
+
     if task not in TASKS:
         raise InvalidArgumentError(f"--task must be one of {sorted(TASKS)}, got {task!r}")
-    parser = argparse.ArgumentParser(prog=f"motion4d corpus --task {task} --", add_help=False, exit_on_error=False)
-    importlib.import_module(TASKS[task]).build_parser(parser)
-    return parser
+    return subcommand_parser(TASKS[task], prog=f"motion4d corpus --task {task} --", add_help=False, exit_on_error=False)
 
 
 def task_argv(task: str, video: Video, out_dir: Path, options: Sequence[str], device: str | None) -> list[str]:
@@ -50,11 +50,15 @@ def task_argv(task: str, video: Video, out_dir: Path, options: Sequence[str], de
 
 
 def parse_task_args(task: str, argv: Sequence[str]) -> argparse.Namespace:
+    """The task's arguments, settled as the subcommand settles them (``--device`` checked on this machine)."""
+    from motion4d.cli import prepare_arguments
+
     parser = _task_parser(task)
     try:
-        return parser.parse_args(list(argv))
+        args = parser.parse_args(list(argv))
     except (argparse.ArgumentError, SystemExit) as exc:
         raise InvalidArgumentError(f"bad options for task {task}: {' '.join(argv[2:])} ({exc})") from exc
+    return prepare_arguments(args)
 
 
 def _signature(task: str, options: Sequence[str]) -> str:
@@ -83,8 +87,10 @@ def process_video(task: str, video: Video, out_dir: str | os.PathLike, options: 
     log = io.StringIO()
     try:
         args = parse_task_args(task, task_argv(task, video, out_dir, options, device))
+        from motion4d.cli import subcommand_module
+
         with contextlib.redirect_stdout(log):
-            code = importlib.import_module(TASKS[task]).run(args)
+            code = subcommand_module(TASKS[task]).run(args)
         if code not in (0, None):
             raise RuntimeError(f"task {task} exited with status {code}")
     except Exception as exc:  # one bad video must not stop the corpus: record it and go on

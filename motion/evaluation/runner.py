@@ -11,7 +11,13 @@ import torch
 
 from motion.metrics import FlowMetricsAccumulator
 from motion.models.base import FlowModel
-from motion.protocols import ClipProtocol, Protocol, SequenceProtocol, parse_protocol
+from motion.protocols import (
+    PAIRS,
+    ClipProtocol,
+    Protocol,
+    SequenceProtocol,
+    parse_protocol,
+)
 from motion4d.atomic import atomic_write_text
 from motion4d.errors import InvalidArgumentError
 from motion4d.imaging import frames_to_tensor
@@ -161,6 +167,10 @@ def evaluate(
     from motion4d.device import resolve_device
 
     device = resolve_device(device)
+    subsets = subsets_for(dataset, passes)
+    for subset in subsets:  # the data must be there before a model is built (and its weights downloaded)
+        open_benchmark(subset, root, PAIRS, multiview_root=options.get("multiview_root"),
+                       directions=options.get("directions", ("forward", "backward")), camera=options.get("camera", "left"))
     if isinstance(model, str):
         model_name = model
         model = motion.create(model, weights=weights, device=device, **(model_options or {}))
@@ -177,6 +187,6 @@ def evaluate(
     extra = {"weights": weights, "model_options": jsonable(model_options or {})}
     results = [
         evaluate_subset(model, model_name, subset, root, out, device=device, config_extra=extra, **options)
-        for subset in subsets_for(dataset, passes)
+        for subset in subsets
     ]
     return write_reports(out, results, config)

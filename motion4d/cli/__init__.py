@@ -4,16 +4,33 @@ Every subcommand module exposes ``build_parser(parser)`` and ``run(args) -> int`
 arguments and calls the library (``motion``, ``pointclouds``, ``splats``), imported inside its
 functions. Subcommands are imported only when used so ``motion4d --help`` stays fast; a new one is
 a module with that contract plus a line in :data:`SUBCOMMANDS`.
+
+One vocabulary for every subcommand: ``--out`` for where results go, ``--format`` for what is
+written, ``--device`` (checked before any work), ``--no-progress`` (no progress bars) and
+``--quiet`` (no progress bars and no summary on stdout), both added here to every subcommand.
+Exit status: 0 done, 1 failed (some work failed, or the system refused: disk, memory), 2 bad
+arguments or inputs (``motion4d CMD: error: ...``), 130 interrupted (rerun the command to resume).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
+from types import ModuleType
 from typing import Sequence
 
+from motion4d import __version__
 from motion4d.errors import Motion4DError
+
+from .arguments import add_output_options, check_device_argument
+from .messages import name_flags
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -40,37 +57,89 @@ def _available() -> dict[str, tuple[str, str]]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="motion4d", description="Motion estimation and 4D reconstruction.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in _available().items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).build_parser(p)
+def subcommand_module(command: str) -> ModuleType:
+    """The module of ``command`` (``"flow"`` -> :mod:`motion4d.cli.flow`)."""
+    return importlib.import_module(SUBCOMMANDS[command][0])
+
+
+def subcommand_parser(command: str, **parser_options) -> argparse.ArgumentParser:
+    """The full argument parser of ``command``: its module's options plus ``--no-progress`` / ``--quiet``.
+
+    ``parser_options`` go to :class:`argparse.ArgumentParser` (``prog``, ``add_help``, ``exit_on_error``).
+    """
+    parser_options.setdefault("prog", f"motion4d {command}")
+    parser_options.setdefault("description", SUBCOMMANDS[command][1])
+    parser = argparse.ArgumentParser(**parser_options)
+    subcommand_module(command).build_parser(parser)
+    add_output_options(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="motion4d", add_help=False)
-    parser.add_argument("command", nargs="?")
-    known, _ = parser.parse_known_args(argv[:1])
-    available = _available()
-    if known.command not in available:
-        full = build_parser()
-        if known.command in (None, "-h", "--help"):
-            full.print_help()
-            return 0
-        full.parse_args(argv)  # prints the usage error and exits 2
-        return 2
-    module_name, help_text = available[known.command]
-    module = importlib.import_module(module_name)
-    sub = argparse.ArgumentParser(prog=f"motion4d {known.command}", description=help_text)
-    module.build_parser(sub)
-    args = sub.parse_args(argv[1:])
-    try:
-        return int(module.run(args) or 0)
-    except Motion4DError as exc:
-        print(f"motion4d {known.command}: error: {exc}", file=sys.stderr)
-        return 2
+def prepare_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """Settle what every subcommand shares: ``--quiet`` implies ``--no-progress``; ``--device`` is checked
+    against this machine (InvalidArgumentError / BackendUnavailableError naming ``--device``)."""
+    if getattr(args, "quiet", False):
+        args.no_progress = True
+    check_device_argument(args)
+    return args
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``--version`` and the subcommand names (their options are not built here)."""
+    parser = argparse.ArgumentParser(
+        prog="motion4d", description="Motion estimation and 4D reconstruction.",
+        epilog="Run 'motion4d COMMAND --help' for the options of a command. Exit status: 0 done, 1 failed, "
+               "2 bad arguments or inputs, 130 interrupted (rerun to resume).",
+    )
+    parser.add_argument("--version", action="version", version=f"motion4d {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in _available().items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def run_subcommand(command: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run a parsed subcommand; every outcome is an exit status with a one-line message on stderr."""
+    prefix = f"motion4d {command}"
+    try:
+        prepare_arguments(args)
+        with contextlib.ExitStack() as stack:
+            if args.quiet:
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return int(subcommand_module(command).run(args) or 0)
+    except Motion4DError as exc:
+        print(f"{prefix}: error: {name_flags(str(exc), parser)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\n{prefix}: interrupted, rerun to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"{prefix}: error: out of memory (try smaller inputs, e.g. --batch 1 or --resize)", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # the system refused: disk full, permissions, a path that is a file
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError; anything else is a bug
+            raise
+        print(f"{prefix}: error: CUDA out of memory (try smaller inputs, e.g. --batch 1 or --resize)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``motion4d [--version] COMMAND [OPTIONS]``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    available = _available()
+    if not argv or argv[0] not in available:
+        if not argv or argv[0] in ("-h", "--help"):
+            build_parser().print_help()
+            return 0
+        if argv[0] == "--version":
+            print(f"motion4d {__version__}")
+            return 0
+        build_parser().parse_args(argv[:1])  # prints the usage error and exits 2
+        return EXIT_USAGE
+    command = argv[0]
+    parser = subcommand_parser(command)
+    args = parser.parse_args(argv[1:])
+    return run_subcommand(command, args, parser)

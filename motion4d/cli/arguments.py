@@ -1,8 +1,11 @@
-"""Argument helpers shared by the flow / encode / track subcommands."""
+"""Argument parsing shared by the subcommands: lists, options, frame selection, JSON, device, output options."""
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from motion4d.errors import InvalidArgumentError
@@ -66,9 +69,6 @@ def frame_selection(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_json_object(text: str | None, flag: str) -> dict[str, Any]:
     """A JSON object from a file path or inline JSON (``flag`` names the option in errors); None -> {}."""
-    import json
-    from pathlib import Path
-
     if not text:
         return {}
     path = Path(text)
@@ -79,3 +79,29 @@ def parse_json_object(text: str | None, flag: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise InvalidArgumentError(f"{flag} must hold a JSON object")
     return values
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``--quiet``, the same on every subcommand (unless its module defines them)."""
+    taken = parser._option_string_actions
+    group = parser.add_argument_group("progress and messages")
+    if "--no-progress" not in taken:
+        group.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if "--quiet" not in taken:
+        names = ["-q", "--quiet"] if "-q" not in taken else ["--quiet"]
+        group.add_argument(*names, action="store_true",
+                           help="hide progress bars and the summary on stdout (errors and warnings still show)")
+
+
+def check_device_argument(args: argparse.Namespace) -> None:
+    """Check ``--device`` against this machine before any work (raises naming ``--device``)."""
+    device = getattr(args, "device", None)
+    if isinstance(device, str):
+        from motion4d.device import resolve_device
+
+        resolve_device(device, "--device")
+
+
+def warn(command: str, message: str) -> None:
+    """A warning on stderr in the command's words (``motion4d track: warning: ...``)."""
+    print(f"motion4d {command}: warning: {message}", file=sys.stderr)

@@ -18,7 +18,8 @@ import argparse
 def build_parser(parser: argparse.ArgumentParser) -> None:
     from motion.corpus import ENGINES, TASKS
 
-    parser.add_argument("input", help="folder of videos / image folders, or a text file listing them")
+    parser.add_argument("input", metavar="CORPUS_DIR|LIST_FILE",
+                        help="folder of videos / image folders (searched recursively), or a text file listing them")
     parser.add_argument("--task", choices=sorted(TASKS), default="flow", help="flow | encode | track (default flow)")
     parser.add_argument("--out", required=True, help="output folder: one sub-folder per video plus manifest/")
     parser.add_argument("--shard-index", type=int, default=None, help="this shard (default: torchrun RANK / Slurm ids)")
@@ -27,7 +28,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start or join a local one)")
     parser.add_argument("--ray-workers", type=int, default=None, help="Ray: concurrent workers")
     parser.add_argument("--ray-gpus", type=float, default=0.0, help="Ray: GPUs per worker (e.g. 1 or 0.5)")
-    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--task-options", nargs=argparse.REMAINDER, default=[],
                         help="LAST argument: everything after it goes to the task, e.g. --task-options --model dis --format flo")
 

@@ -28,7 +28,10 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from motion.demo import run_demo
+    from motion4d.checks import check_int
 
-    summary = run_demo(args.out, frames=args.frames, seed=args.seed, grid=args.grid)
+    check_int(args.frames, "--frames", minimum=2)
+    check_int(args.grid, "--grid", minimum=1)
+    summary = run_demo(args.out, frames=args.frames, seed=args.seed, grid=args.grid, progress=not args.no_progress)
     print_summary(summary, args.out)
     return 0

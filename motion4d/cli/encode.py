@@ -13,7 +13,7 @@ from motion4d.cli.arguments import add_frame_selection, frame_selection, parse_o
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="video file or image folder")
+    parser.add_argument("video", metavar="VIDEO", help="video file or image folder")
     parser.add_argument("--out", required=True, help="output video (.mp4 ...) or PNG folder")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--rgb", action="store_true", help="ReynoldsFlow+ RGB encoding (default)")
@@ -32,7 +32,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="other reynolds_flow option, repeatable")
     parser.add_argument("--batch", type=int, default=8, help="frame pairs per call (default 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_frame_selection(parser)
 
 

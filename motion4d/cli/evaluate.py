@@ -33,7 +33,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=4, help="visualisations to write per subset (default 4)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from motion4d.cli.arguments import (
 def build_parser(parser: argparse.ArgumentParser) -> None:
     from motion.estimate import FORMATS
 
-    parser.add_argument("video", help="video file, image folder or single image list file")
+    parser.add_argument("video", metavar="VIDEO", help="video file, image folder or single image list file")
     parser.add_argument("--model", default="dis", help="flow model (see `motion4d info` / motion.list_models()); default dis")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--format", default="flo", help=f"comma-separated outputs among {','.join(FORMATS)} (default flo)")
@@ -30,13 +30,18 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option, repeatable (e.g. preset=fast)")
     parser.add_argument("--color-max-radius", type=float, default=None, help="flow length at full colour saturation")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_frame_selection(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import motion
     from motion.estimate import FORMATS, estimate_flow
+    from motion4d.errors import MissingFileError
+
+    if not Path(args.video).exists():  # before a model is built and its weights downloaded
+        raise MissingFileError(f"VIDEO {args.video} does not exist (a video file, image folder or image list file)")
 
     formats = parse_list(args.format, "--format", FORMATS)
     options = parse_options(args.option)

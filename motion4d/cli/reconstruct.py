@@ -38,8 +38,8 @@ def available_methods() -> dict[str, str]:
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     methods = available_methods()
-    parser.add_argument("data", metavar="DATA_DIR", help="input: gaussian-flow takes a D-NeRF layout folder "
-                        "(transforms_{train,val,test}.json with per-frame 'time'); gflow a video file or frame folder")
+    parser.add_argument("data", metavar="DNERF_DIR|VIDEO", help="gaussian-flow: a D-NeRF layout folder "
+                        "(transforms_{train,val,test}.json with per-frame 'time'); gflow: a video file or frame folder")
     parser.add_argument("--method", default="gaussian-flow", choices=sorted(methods), help="reconstruction method")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, exports, renders, config.json)")
     parser.add_argument("--iterations", type=int, default=None, help="optimisation steps (method default if unset)")
@@ -49,7 +49,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-video", action="store_true", help="skip the rendered videos")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, target in methods.items():
         module = importlib.import_module(target.split(":")[0])
         if hasattr(module, "add_arguments"):

@@ -36,6 +36,6 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return reconstruct_dnerf(
         args.data, out_dir, split=args.split, eval_split=args.eval_split, downscale=args.downscale,
         background=background, config=parse_json_object(args.config, "--config"), iterations=args.iterations,
-        seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.quiet,
+        seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
         videos=not args.no_video,
     )

@@ -52,5 +52,5 @@ def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         config=parse_json_object(args.config, "--config"), iterations=args.iterations,
         camera_iterations=args.camera_iterations, n_init=args.n_init, motion_split=args.motion_split, fov=args.fov,
         max_frames=args.max_frames, track_grid=args.track_grid, seed=args.seed, device=args.device,
-        resume=not args.no_resume, progress=not args.quiet, videos=not args.no_video,
+        resume=not args.no_resume, progress=not args.no_progress, videos=not args.no_video,
     )

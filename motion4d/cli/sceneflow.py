@@ -27,8 +27,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     from pointclouds.methods import METHODS
     from pointclouds.scene_flow_evaluation import DATASETS
 
-    parser.add_argument("source", nargs="?", help="source cloud (.ply .pcd .npz .npy .bin) in pair mode")
-    parser.add_argument("target", nargs="?", help="target cloud in pair mode")
+    parser.add_argument("source", nargs="?", metavar="SOURCE_CLOUD", help="pair mode: source cloud (.ply .pcd .npz .npy .bin)")
+    parser.add_argument("target", nargs="?", metavar="TARGET_CLOUD", help="pair mode: target cloud")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--method", default="nsfp", choices=METHODS, help="scene-flow method (default nsfp)")
     parser.add_argument("--weights", default=None, help="SCOOP checkpoint (the authors' .tar or ours)")
@@ -38,14 +38,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", default=None, help="pair mode: ground-truth flow [N, 3] (.npy, or .npz with 'flow')")
     group = parser.add_argument_group("data-set mode")
     group.add_argument("--dataset", choices=DATASETS, default=None, help="evaluate a data-set split instead of a pair")
-    group.add_argument("--root", default=None, help="data-set folder")
+    group.add_argument("--root", default=None, metavar="DATA_DIR", help="data-set folder")
     group.add_argument("--split", default=None, help="split name (ft3d_s: test|val|train|train_all; kitti_o: all|test|train)")
     group.add_argument("--num-points", type=int, default=8192, help="points per cloud (0 = all; default 8192)")
     group.add_argument("--limit", type=int, default=None, help="evaluate at most this many scenes")
     group.add_argument("--seed", type=int, default=0, help="subsampling seed (and synthetic scene seed)")
     group.add_argument("--visualize", type=int, default=3, help="pictures for the first N scenes (default 3)")
     parser.add_argument("--overwrite", action="store_true", help="recompute scenes that are already done")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +60,7 @@ def _run_pair(args: argparse.Namespace, out: Path) -> int:
     from pointclouds.scene_flow_pair import estimate_pair_to_folder
 
     if args.source is None or args.target is None:
-        raise InvalidArgumentError("give SOURCE and TARGET files, or --dataset NAME --root DIR")
+        raise InvalidArgumentError("give SOURCE_CLOUD and TARGET_CLOUD files, or --dataset NAME --root DATA_DIR")
     result = estimate_pair_to_folder(args.source, args.target, out, method=args.method, options=_method_options(args),
                                      gt=args.gt, gt_name="--gt", progress=not args.no_progress)
     line = f"sceneflow ({args.method}): {result.num_points} points, {result.report['time_s']:.2f} s"
@@ -104,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset is not None:
         if args.source is not None:
-            raise InvalidArgumentError("give either SOURCE TARGET or --dataset, not both")
+            raise InvalidArgumentError("give either SOURCE_CLOUD TARGET_CLOUD or --dataset, not both")
         return _run_dataset(args, out)
     return _run_pair(args, out)

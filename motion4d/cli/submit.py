@@ -21,16 +21,16 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="auto", help="auto | pairs | sequence | clip:T:TARGET[:INDEX[:CALL]]")
     parser.add_argument("--multiview-root", default=None, help="KITTI multi-view extension when not in --root")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     import motion
-    from motion.submission import write_submission
+    from motion.submission import check_test_set, write_submission
     from motion4d.atomic import atomic_write_text
 
     options = parse_options(args.option)
     passes = parse_list(args.passes, "--passes", ("clean", "final"))
+    check_test_set(args.dataset, args.root, passes, args.multiview_root)  # before weights are downloaded
     model = motion.create(args.model, weights=args.weights, device=args.device, **options)
     report = write_submission(model, args.model, args.dataset, args.root, args.out, passes=passes,
                               protocol=args.protocol, device=args.device, multiview_root=args.multiview_root,

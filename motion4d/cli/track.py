@@ -1,8 +1,9 @@
-"""``motion4d track VIDEO --out DIR --export csv,tapvid,...``: point tracks from chained optical flow.
+"""``motion4d track VIDEO --out DIR --format csv,tapvid,...``: point tracks from chained optical flow.
 
 Queries: a grid (``--grid 16``, optionally inside ``--mask mask.png``), every pixel of a mask, or a
 file of ``(t, x, y)`` rows (``--queries points.csv`` / ``.npy``). Outputs ``DIR/tracks.<ext>`` per
-export format, ``DIR/tracks_overlay.mp4`` with ``--overlay``, and ``DIR/track_config.json``.
+format, ``DIR/tracks_overlay.mp4`` with ``--overlay``, and ``DIR/track_config.json``. ``--export`` is
+the old name of ``--format``, accepted with a warning until the next release.
 """
 from __future__ import annotations
 
@@ -15,16 +16,18 @@ from motion4d.cli.arguments import (
     frame_selection,
     parse_list,
     parse_options,
+    warn,
 )
 
-EXPORTS = ("csv", "parquet", "npz", "tapvid", "mot", "json")
-_FORMAT_OF_EXPORT = {"csv": "csv", "parquet": "parquet", "npz": "cotracker", "tapvid": "tapvid", "mot": "mot", "json": "json"}
+FORMATS = ("csv", "parquet", "npz", "tapvid", "mot", "json")
+_TRACK_FORMAT = {"csv": "csv", "parquet": "parquet", "npz": "cotracker", "tapvid": "tapvid", "mot": "mot", "json": "json"}
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="video file or image folder")
+    parser.add_argument("video", metavar="VIDEO", help="video file or image folder")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--export", default="csv", help=f"comma-separated formats among {','.join(EXPORTS)} (default csv)")
+    parser.add_argument("--format", default=None, help=f"comma-separated outputs among {','.join(FORMATS)} (default csv)")
+    parser.add_argument("--export", default=None, help=argparse.SUPPRESS)  # deprecated name of --format
     parser.add_argument("--model", default="dis", help="flow model used for chaining (default dis)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="flow model option, repeatable")
     parser.add_argument("--grid", type=int, default=None, help="grid spacing in pixels (default 16 without --queries/--mask)")
@@ -38,8 +41,19 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video of the tracks")
     parser.add_argument("--batch", type=int, default=8, help="flows per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_frame_selection(parser)
+
+
+def _format_argument(args: argparse.Namespace) -> str:
+    """``--format``, or the deprecated ``--export`` (with a warning)."""
+    from motion4d.errors import InvalidArgumentError
+
+    if args.export is None:
+        return args.format or "csv"
+    if args.format is not None:
+        raise InvalidArgumentError("give --format only (--export is its deprecated old name)")
+    warn("track", "--export is deprecated and will be removed in the next release; use --format")
+    return args.export
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from motion.tracking import ChainOptions, mask_queries, track_points
     from motion4d.atomic import atomic_write_text
 
-    exports = parse_list(args.export, "--export", EXPORTS)
+    formats = parse_list(_format_argument(args), "--format", FORMATS)
     out = Path(args.out)
     selection = frame_selection(args)
     queries = read_queries(args.queries, "--queries") if args.queries else None
@@ -76,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
         **selection,
     )
     written = []
-    for name in exports:
-        fmt = _FORMAT_OF_EXPORT[name]
+    for name in formats:
+        fmt = _TRACK_FORMAT[name]
         written.append(tracks.save(out / f"tracks{EXTENSIONS[fmt]}", format=fmt))
     if args.overlay:
         written.append(write_tracks_video(tracks, args.video, out / "tracks_overlay.mp4", **selection))
-    config = {key: value for key, value in vars(args).items() if not key.startswith("_")}
-    config.update({"resize": selection["resize"], "num_tracks": tracks.num_tracks, "num_frames": tracks.num_frames,
+    config = {key: value for key, value in vars(args).items() if not key.startswith("_") and key != "export"}
+    config.update({"format": ",".join(formats), "resize": selection["resize"], "num_tracks": tracks.num_tracks, "num_frames": tracks.num_frames,
                    "image_size": list(tracks.image_size), "outputs": [str(p) for p in written]})
     atomic_write_text(out / "track_config.json", json.dumps(config, indent=2, default=str))
     visible = tracks.visible.mean() if tracks.num_tracks else 0.0

@@ -72,7 +72,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--resume", default="auto", help="auto (continue from OUT/checkpoints/last.pt) | none | PATH")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (each process takes cuda:LOCAL_RANK)")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def config_from_args(args: argparse.Namespace):  # -> motion.training.RunConfig

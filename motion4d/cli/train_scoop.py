@@ -38,10 +38,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-weights", default=None, help="start from this checkpoint")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
 
 
-def training_set(args: argparse.Namespace):  # noqa: ANN201
+def training_set(args: argparse.Namespace):
     """The training pairs the arguments name (:func:`pointclouds.methods.scoop_train.open_training_set`)."""
     from motion4d.errors import InvalidArgumentError
     from pointclouds.methods.scoop_train import open_training_set

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 import motion
 from motion.distributed import seed_everything
 from motion.training import RunConfig, TrainClips, run_training, stage_config
+from motion4d.cli import subcommand_parser
 from motion4d.cli import train as train_cli
 from motion4d.errors import CheckpointError, InvalidArgumentError
 from tests.motion.fake_datasets import write_sintel
@@ -170,13 +171,11 @@ def test_eraser_follows_each_models_recipe(tmp_path):
 
 
 def test_run_config_is_the_library_config_plus_the_run(sintel, tmp_path):
-    import argparse
     import dataclasses
 
     from motion.training import TrainConfig
 
-    parser = argparse.ArgumentParser()
-    train_cli.build_parser(parser)
+    parser = subcommand_parser("train")  # the subcommand's options plus --no-progress / --quiet
     # a mixture without a stage: a short run with its own loop defaults, the rest TrainConfig's
     custom = train_cli.config_from_args(parser.parse_args(["--model", "tiny-flow", "--mixture", "sintel_final", "--out", "x"]))
     assert isinstance(custom, TrainConfig)
