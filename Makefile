@@ -12,7 +12,7 @@ STAMP := $(VENV)/.motion4d-installed
 .PHONY: demo test test-slow test-all bench check-cuda install system-deps clean
 
 demo: install
-	$(PY) -m tools.demo --out outputs/demo
+	$(PY) -m motion4d demo --out outputs/demo
 
 test: install
 	$(PY) -m pytest -m "not slow and not cuda" $(PYTEST_ARGS) tests

@@ -42,7 +42,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["motion4d*", "motion*", "pointclouds*", "splats*", "tools*"]),
+    # tools/ holds the repository's runnable scripts (python tools/train.py ...): not installed
+    packages=find_packages(include=["motion4d*", "motion*", "pointclouds*", "splats*"], exclude=["tools", "tools.*"]),
     package_data={"motion.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/*.cuh"]},
     include_package_data=True,
     install_requires=[
@@ -79,7 +80,7 @@ setup(
             "ninja",
         ],
     },
-    entry_points={"console_scripts": ["motion4d = tools.cli:main"]},
+    entry_points={"console_scripts": ["motion4d = motion4d.cli:main"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     classifiers=[

@@ -10,7 +10,9 @@ package needs to know about the method (timm / torchvision style)::
 """
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import torch
 
 from motion4d.device import resolve_device
-from motion4d.errors import CheckpointError
+from motion4d.errors import CheckpointError, InvalidArgumentError
 from motion4d.registry import Registry
 
 from .models.base import FlowModel
@@ -167,5 +169,25 @@ def create(name: str, weights: Any = None, device: str | torch.device | None = "
     """
     entry = MODELS.get(name)
     target = resolve_device(device)
-    model = entry.builder(weights=resolve_weights(name, weights), **options)
+    _check_options(name, entry.builder, options)  # before any weights are downloaded
+    try:
+        model = entry.builder(weights=resolve_weights(name, weights), **options)
+    except TypeError as exc:  # a builder forwarding **options to a constructor that does not take one
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown is None or unknown.group(1) not in options:
+            raise
+        raise InvalidArgumentError(f"model {name!r} takes no option {unknown.group(1)!r}") from exc
     return model.to(target).eval()
+
+
+def _check_options(name: str, builder: Builder, options: Mapping[str, Any]) -> None:
+    """Raise InvalidArgumentError for options a builder with a closed signature does not take."""
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # the builder checks its options itself (or its constructor does)
+    accepted = sorted(p for p in parameters if p != "weights")
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InvalidArgumentError(
+            f"model {name!r} takes no option {', '.join(map(repr, unknown))}; it takes {', '.join(accepted) or 'none'}"
+        )

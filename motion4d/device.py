@@ -25,15 +25,17 @@ def resolve_device(device: str | torch.device | None, name: str = "device") -> t
         dev = torch.device(device.strip() if isinstance(device, str) else device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{name} must be {_ACCEPTED}, got {device!r}") from exc
+    # a command-line flag reads as typed ("--device cuda"), a parameter as Python ("device='cuda'")
+    asked = f"{name} {device}" if name.startswith("-") else f"{name}={str(device)!r}"
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise BackendUnavailableError(f"{name}={str(device)!r} requested but CUDA is not available on this machine")
+            raise BackendUnavailableError(f"{asked} requested but CUDA is not available on this machine")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise BackendUnavailableError(f"{name}={str(device)!r} requested but this machine has {count} CUDA device(s)")
+            raise BackendUnavailableError(f"{asked} requested but this machine has {count} CUDA device(s)")
     elif dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise BackendUnavailableError(f"{name}={str(device)!r} requested but MPS is not available on this machine")
+            raise BackendUnavailableError(f"{asked} requested but MPS is not available on this machine")
     elif dev.type != "cpu":
         raise InvalidArgumentError(f"{name} must be {_ACCEPTED}, got {device!r}")
     return dev

@@ -19,7 +19,12 @@ Modules:
 * :mod:`~motion.training.checkpoints`, :mod:`~motion.training.log`, :mod:`~motion.training.optim`:
   resumable checkpoints, the CSV / TensorBoard log, AdamW + OneCycle;
 * :mod:`~motion.training.recipes`: the papers' stage presets per model (:func:`recipe_for`);
-* :mod:`~motion.training.evaluate`: :func:`evaluate_epe` on held-out clips.
+* :mod:`~motion.training.evaluate`: :func:`evaluate_epe` on held-out clips;
+* :mod:`~motion.training.run_config`, :mod:`~motion.training.mixture_clips`,
+  :mod:`~motion.training.data_roots`, :mod:`~motion.training.run`: a whole run (behind ``motion4d
+  train``): :class:`RunConfig` (the loop's config plus model, data mixture and output),
+  :func:`stage_config`, :class:`TrainClips` (mixture clips with per-data-set augmentation),
+  :func:`run_training`.
 
 Every random draw of a training sample comes from a generator seeded by ``(seed, epoch, index)``, so
 N processes see exactly the samples one process with the same global batch sees, and a resumed run
@@ -53,36 +58,48 @@ from .clips import (
     sample_generator,
 )
 from .config import AugmentConfig, TrainConfig
+from .data_roots import DATA_FOLDERS, find_data_roots
 from .evaluate import evaluate_epe
 from .log import TrainLog
 from .loop import SupervisedStep, TrainResult, clip_loss, train
+from .mixture_clips import TrainClips, build_dataset
 from .optim import make_optimizer, sync_batchnorm
 from .recipes import recipe_for, stage_settings
+from .run import run_training
+from .run_config import MIXTURE_DEFAULTS, RunConfig, stage_config
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DATA_FOLDERS",
+    "MIXTURE_DEFAULTS",
     "AugmentConfig",
     "ClipAugmentor",
     "ClipDataset",
+    "RunConfig",
     "SupervisedStep",
     "SyntheticClips",
+    "TrainClips",
     "TrainConfig",
     "TrainLog",
     "TrainResult",
     "adjust_hue",
+    "build_dataset",
     "clip_from_item",
     "clip_loss",
     "color_jitter",
     "erase_rectangles",
     "eraser_targets",
     "evaluate_epe",
+    "find_data_roots",
     "is_sparse",
     "load_training_checkpoint",
     "make_optimizer",
     "recipe_for",
     "resize_flow",
     "reverse_clip",
+    "run_training",
     "sample_generator",
+    "stage_config",
     "stage_settings",
     "sync_batchnorm",
     "train",

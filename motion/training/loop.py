@@ -1,6 +1,6 @@
 """The training loop of the RAFT-family networks: :func:`train`.
 
-One loop runs the Python API and ``motion4d train`` (:mod:`tools.train`, which adds data-set mixtures
+One loop runs the Python API and ``motion4d train`` (:mod:`motion.training.run`, which adds data-set mixtures
 and stage presets). Each step asks the model for its training predictions and loss
 (:meth:`FlowModel.training_predictions <motion.models.base.FlowModel.training_predictions>`,
 :meth:`FlowModel.loss <motion.models.base.FlowModel.loss>`), clips the gradient norm and steps AdamW

@@ -467,7 +467,7 @@ def scoop_flow(
     if weights is None:
         raise InvalidArgumentError(
             "method='scoop' needs weights=: a checkpoint path (the authors' .tar or one written by "
-            "tools/train_scoop.py), a loaded SCOOP module, or 'untrained'"
+            "motion4d train-scoop), a loaded SCOOP module, or 'untrained'"
         )
     if isinstance(weights, SCOOP):
         model = weights.to(dev).eval()

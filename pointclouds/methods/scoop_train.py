@@ -27,7 +27,14 @@ from motion4d.errors import CheckpointError, InvalidArgumentError
 from pointclouds.data.sample import SceneFlowSample
 from pointclouds.metrics import scene_flow_metrics
 
-from .scoop import SCOOP, LossConfig, load_scoop, save_scoop, training_loss, untrained_scoop
+from .scoop import (
+    SCOOP,
+    LossConfig,
+    load_scoop,
+    save_scoop,
+    training_loss,
+    untrained_scoop,
+)
 
 
 @dataclass
@@ -122,6 +129,32 @@ class SyntheticPairs:
             noise=float(rng.uniform(0.0, 0.02)),
             extent=self.extent,
         )
+
+
+#: the data sets SCOOP trains on: seeded synthetic pairs or a reader of :mod:`pointclouds.data`
+TRAINING_SETS = ("synthetic", "ft3d_s", "kitti_s", "kitti_o", "npz")
+
+
+def open_training_set(name: str, root: str | os.PathLike | None = None, *, num_points: int = 2048, seed: int = 42,
+                      split: str | None = None, keys: dict[str, str] | None = None, pattern: str = "*.npz") -> Any:
+    """The training pairs of data set ``name`` (:data:`TRAINING_SETS`), ``num_points`` random points per cloud.
+
+    Readers with splits default to ``split="train"`` (``kitti_o``: SCOOP's KITTI_v); ``keys`` and
+    ``pattern`` select the arrays and files of an ``npz`` folder (e.g. FT3D_o with
+    ``keys={"source": "points1", "target": "points2", "flow": "flow", "mask": "valid_mask1"}``).
+    """
+    from pointclouds import data
+
+    if name == "synthetic":
+        return SyntheticPairs(num_points, seed=seed)
+    if root is None:
+        raise InvalidArgumentError(f"dataset {name!r} needs a root folder")
+    options: dict[str, Any] = {"num_points": num_points, "sampling": "random", "fewer": "pad", "seed": seed}
+    if data.dataset_splits(name):
+        options["split"] = split or "train"
+    if name == "npz":
+        options.update(keys=keys, pattern=pattern)
+    return data.open_dataset(name, root, **options)
 
 
 def _batch(samples: Sequence[SceneFlowSample], device: torch.device) -> dict[str, torch.Tensor]:

@@ -9,7 +9,13 @@ from motion import registry
 from motion.models.base import FlowModel, FlowOutput
 from motion.models.checkpoints import WeightSet
 from motion.protocols import PAIRS, ClipProtocol, SequenceProtocol, default_protocol
-from motion.registry import create, list_models, model_entry, named_weights_url, register
+from motion.registry import (
+    create,
+    list_models,
+    model_entry,
+    named_weights_url,
+    register,
+)
 from motion4d.errors import InvalidArgumentError, ShapeError
 from motion4d.registry import Registry
 
@@ -40,6 +46,16 @@ def test_create_passes_options_and_sets_eval() -> None:
     assert out.forward.shape == (2, 2, 2, 8, 10)
     assert torch.all(out.forward[:, :, 0] == 2.5)
     assert "test-shift" in list_models()
+
+
+def test_unknown_options_are_refused_by_name() -> None:
+    for name in ("dis", "farneback", "tiny-flow"):  # closed signature, **options to a constructor, closed
+        with pytest.raises(InvalidArgumentError, match=f"model '{name}' takes no option 'colour'"):
+            create(name, device="cpu", colour=1)
+    # a closed signature is checked before the weights are resolved (here: an unknown named set)
+    with pytest.raises(InvalidArgumentError, match="takes no option 'colour'"):
+        create("tiny-flow", weights="no-such-set", device="cpu", colour=1)
+    assert create("dis", device="cpu", preset="fast").preset == "fast"
 
 
 def test_unknown_model_lists_available() -> None:

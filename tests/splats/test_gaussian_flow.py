@@ -192,8 +192,8 @@ def test_export_and_load(tiny, tmp_path):
 
 
 def test_reconstruct_cli_on_dnerf_layout(tmp_path):
+    from motion4d.cli import main
     from splats.dnerf import write_dnerf
-    from tools.cli import main
 
     _, data = multiview_sequence(n_views=2, n_times=2, width=16, height=16, n_objects=1, ball_points=60,
                                  backdrop_spacing=0.3)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.cli import main
+from motion4d.cli import main
 
 TINY = {"n_init": 600, "init_iterations": 10, "init_densify_at": [5], "camera_iterations": 5,
         "gaussian_iterations": 5}

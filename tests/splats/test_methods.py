@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 import splats
+from motion4d.cli import reconstruct
 from motion4d.registry import Registry
 from splats import methods
 from splats.gaussian_flow import GaussianFlow, GaussianFlowConfig
 from splats.gflow import GFlow, GFlowConfig
-from tools import reconstruct
 
 
 def test_lists_and_builds_the_shipped_methods() -> None:

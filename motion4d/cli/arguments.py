@@ -1,0 +1,107 @@
+"""Argument parsing shared by the subcommands: lists, options, frame selection, JSON, device, output options."""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from motion4d.errors import InvalidArgumentError
+
+
+def parse_resize(text: str | None) -> Any:
+    """``"640x480"`` -> (640, 480); ``"0.5"`` -> 0.5 (scale); ``"512"`` -> 512 (largest side); None -> None."""
+    if text is None:
+        return None
+    try:
+        if "x" in text:
+            w, h = text.lower().split("x")
+            return (int(w), int(h))
+        return float(text) if "." in text else int(text)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"--resize must be WxH, a scale like 0.5, or a largest side like 512; got {text!r}") from exc
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["vo=dis", "sigma=0.5"]`` -> {"vo": "dis", "sigma": 0.5} (Python literals where they parse)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InvalidArgumentError(f"--option expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            options[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value
+    return options
+
+
+def parse_list(text: str, name: str, choices: tuple[str, ...]) -> list[str]:
+    """Comma-separated choices, validated."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in choices]
+    if bad or not items:
+        raise InvalidArgumentError(f"{name} must be a comma-separated list of {list(choices)}, got {text!r}")
+    return items
+
+
+def add_frame_selection(parser: argparse.ArgumentParser) -> None:
+    """--start/--stop/--stride/--max-frames/--resize, as in motion.open_video."""
+    group = parser.add_argument_group("frame selection")
+    group.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
+    group.add_argument("--stop", type=int, default=None, help="stop before this frame index")
+    group.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
+    group.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
+    group.add_argument("--resize", default=None, help="WxH, a scale (0.5) or the largest side (512)")
+
+
+def frame_selection(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "start": args.start,
+        "stop": args.stop,
+        "stride": args.stride,
+        "max_frames": args.max_frames,
+        "resize": parse_resize(args.resize),
+    }
+
+
+def parse_json_object(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object from a file path or inline JSON (``flag`` names the option in errors); None -> {}."""
+    if not text:
+        return {}
+    path = Path(text)
+    try:
+        values = json.loads(path.read_text() if path.exists() else text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"{flag} is neither a JSON file nor inline JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise InvalidArgumentError(f"{flag} must hold a JSON object")
+    return values
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``--quiet``, the same on every subcommand (unless its module defines them)."""
+    taken = parser._option_string_actions
+    group = parser.add_argument_group("progress and messages")
+    if "--no-progress" not in taken:
+        group.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if "--quiet" not in taken:
+        names = ["-q", "--quiet"] if "-q" not in taken else ["--quiet"]
+        group.add_argument(*names, action="store_true",
+                           help="hide progress bars and the summary on stdout (errors and warnings still show)")
+
+
+def check_device_argument(args: argparse.Namespace) -> None:
+    """Check ``--device`` against this machine before any work (raises naming ``--device``)."""
+    device = getattr(args, "device", None)
+    if isinstance(device, str):
+        from motion4d.device import resolve_device
+
+        resolve_device(device, "--device")
+
+
+def warn(command: str, message: str) -> None:
+    """A warning on stderr in the command's words (``motion4d track: warning: ...``)."""
+    print(f"motion4d {command}: warning: {message}", file=sys.stderr)
