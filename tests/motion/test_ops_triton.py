@@ -288,7 +288,7 @@ def test_cuda_machine_without_nvcc_or_triton_warns_and_uses_reference(interprete
 
 
 def test_info_reports_the_backend_of_each_device(interpreted, monkeypatch) -> None:
-    from tools import info
+    from motion4d.cli import info
 
     _FakeCuda(monkeypatch, nvcc=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
