@@ -24,7 +24,7 @@ from motion4d.errors import InvalidArgumentError
 from . import track_formats
 
 
-@dataclass
+@dataclass(repr=False)
 class Tracks:
     """``N`` point tracks over ``T`` frames.
 
@@ -76,6 +76,23 @@ class Tracks:
         if len(size) != 2 or min(size) <= 0:
             raise InvalidArgumentError(f"image_size must be (H, W) with positive sizes, got {self.image_size!r}")
         self.image_size = size  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """One line: sizes, visibility and which optional fields are set (never the arrays)."""
+        h, w = self.image_size
+        parts = [f"{self.num_tracks} tracks", f"{self.num_frames} frames", f"{w}x{h}"]
+        if self.num_tracks and self.num_frames:
+            parts.append(f"{self.visible.mean():.0%} visible")
+        if self.num_frames:
+            first, last = int(self.frame_indices[0]), int(self.frame_indices[-1])
+            parts.append(f"source frames {first}..{last}")
+        present = [name for name in ("confidence", "times", "query") if getattr(self, name) is not None]
+        if present:
+            parts.append("with " + ", ".join(present))
+        if self.metadata:
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in list(self.metadata.items())[:3])
+            parts.append(f"metadata: {shown}" + (", ..." if len(self.metadata) > 3 else ""))
+        return f"Tracks({'; '.join(parts)})"
 
     @property
     def num_frames(self) -> int:
@@ -163,3 +180,8 @@ class Tracks:
 
 def _numpy(x: Any) -> Any:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
