@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from motion.objects import (  # noqa: E402
+from motion.objects import (
     background_subtraction_objects,
     detect_objects,
     frame_difference_objects,

@@ -36,8 +36,9 @@ import io
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -192,7 +193,7 @@ def write_csv(tracks: Tracks, path: str | os.PathLike) -> None:
     buffer.write(f"# motion4d tracks height={h} width={w}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_COLUMNS)
-    g = lambda v: format(float(v), ".9g")  # noqa: E731  (exact for float32)
+    g = lambda v: format(float(v), ".9g")
     for row in zip(*(table[c] for c in _COLUMNS)):
         track_id, t, frame, time, x, y, visible, conf, query = row
         writer.writerow([int(track_id), int(t), int(frame), repr(float(time)), g(x), g(y), int(visible), g(conf), int(query)])
@@ -281,7 +282,7 @@ def cotracker_fields(path: str | os.PathLike, image_size: tuple[int, int] | None
         size = tuple(data["image_size"]) if "image_size" in data else image_size
         if size is None:
             raise InvalidArgumentError(f"{path} holds no image_size; pass image_size=(H, W)")
-        get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None  # noqa: E731
+        get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None
         return dict(
             xy=xy,
             visible=vis,

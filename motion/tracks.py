@@ -105,7 +105,7 @@ class Tracks:
     def __len__(self) -> int:
         return self.num_tracks
 
-    def __getitem__(self, index: Any) -> "Tracks":
+    def __getitem__(self, index: Any) -> Tracks:
         """Select tracks (not frames): ``tracks[mask]``, ``tracks[[0, 3]]``, ``tracks[2:5]``."""
         index = np.arange(self.num_tracks)[index]
         index = np.atleast_1d(index)
@@ -165,7 +165,7 @@ class Tracks:
         return track_formats.write_file(self, path, **options)
 
     @classmethod
-    def load(cls, path: str | Path, **options: Any) -> "Tracks":
+    def load(cls, path: str | Path, **options: Any) -> Tracks:
         """Read a file written by :meth:`save` (see :func:`motion.track_io.load_tracks`)."""
         return track_formats.read_file(path, build=cls, **options)
 

@@ -16,7 +16,11 @@ objects), :mod:`~motion.objects.result` (:class:`Objects`), :mod:`~motion.object
 """
 from __future__ import annotations
 
-from .baselines import IoUTracker, background_subtraction_objects, frame_difference_objects
+from .baselines import (
+    IoUTracker,
+    background_subtraction_objects,
+    frame_difference_objects,
+)
 from .camera import CameraMotion, fit_camera_motion
 from .detect import ObjectOptions, detect_objects
 from .evaluate import box_iou, evaluate_mot_files, mot_metrics

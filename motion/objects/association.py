@@ -13,8 +13,8 @@ points land in it (a vote is the fraction of an object's points). Then:
 * **join**: two objects that touch and move alike, or a younger one lying mostly (``join_inside``)
   within the box of an older one it touches, become one (the older id stays): pieces of one mover,
   such as the legs of a walker;
-* **birth / death**: other regions start new objects; an object without a region coasts on the flow
-  for ``max_missing`` frames (and is picked up again if a region appears where its points are),
+* **birth / death**: other regions start new objects; an object without a region (hidden) or sharing
+  one (in contact) moves on at its own last velocity for ``max_missing`` frames (and is picked up again if a region appears where its points are),
   then ends.
 
 Objects seen in fewer than ``min_frames`` frames are dropped at the end and the ids renumbered
@@ -38,6 +38,8 @@ class _Object:
     box: np.ndarray  # [4] last seen box
     missing: int = 0
     frames: int = 0
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # px/frame when last seen alone
+    shared: bool = False  # its last region was shared with another object (contact or occlusion)
 
 
 @dataclass
@@ -77,6 +79,11 @@ class ObjectLinker:
             if len(obj.points):
                 coords = [obj.points[:, 1], obj.points[:, 0]]
                 step = np.stack([ndimage.map_coordinates(flow[c], coords, order=1, mode="nearest") for c in range(2)], 1)
+                if obj.missing or obj.shared:
+                    # hidden or in contact: the flow at its points may be the occluder's; keep its own pace
+                    step = np.broadcast_to(obj.velocity, step.shape)
+                else:
+                    obj.velocity = np.median(step, axis=0).astype(np.float32)
                 moved = obj.points + step
                 inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
                 obj.points = moved[inside]
@@ -125,6 +132,8 @@ class ObjectLinker:
                 owner_of_region[r].append(a)
                 matched[a] = r
         boxes_of_owner: dict[int, np.ndarray] = {}
+        for a, key in enumerate(live):
+            self._objects[key].shared = len(owner_of_region.get(matched.get(a, -1), [])) > 1
         for r, owners in owner_of_region.items():
             region = regions == region_ids[r]
             if len(owners) == 1:

@@ -102,13 +102,13 @@ class Objects:
         for i in np.unique(self.ids):
             frames = self.frame[self.ids == i]
             per_id[str(int(i))] = {"first_frame": int(self.frame_indices[frames.min()]),
-                                   "last_frame": int(self.frame_indices[frames.max()]), "frames": int(len(frames))}
+                                   "last_frame": int(self.frame_indices[frames.max()]), "frames": len(frames)}
         return {
             "num_objects": self.num_objects,
             "num_boxes": len(self),
             "num_frames": self.num_frames,
             "image_size": list(self.image_size),
-            "frames_with_objects": int(len(np.unique(self.frame))),
+            "frames_with_objects": len(np.unique(self.frame)),
             "objects": per_id,
             "metadata": self.metadata,
         }
@@ -120,7 +120,7 @@ class Objects:
         return Path(path)
 
     @classmethod
-    def load_mot(cls, path: str | os.PathLike, image_size: tuple[int, int], num_frames: int | None = None) -> "Objects":
+    def load_mot(cls, path: str | os.PathLike, image_size: tuple[int, int], num_frames: int | None = None) -> Objects:
         """Read a MOTChallenge file (frame ``f`` becomes frame index ``f - 1``)."""
         table = read_mot(path)
         frames = table["frame"] - 1

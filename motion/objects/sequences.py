@@ -27,7 +27,11 @@ import cv2
 import numpy as np
 
 from motion4d.checks import check_choice, check_int
-from motion4d.errors import InvalidArgumentError, MissingDependencyError, MissingFileError
+from motion4d.errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    MissingFileError,
+)
 
 from .result import Objects
 
@@ -38,7 +42,12 @@ REAL_VIDEOS = ("bikes", "carphone_pristine", "bigbuckbunny")
 def real_image(name: str) -> np.ndarray:
     """``uint8 [H, W, 3]``: a scikit-image photograph (``"astronaut"``, ...) or a Middlebury frame
     (``"Urban2"``, ...; its ``frame10``)."""
-    from ..sample_data import list_middlebury, list_photographs, middlebury_frames, photograph
+    from ..sample_data import (
+        list_middlebury,
+        list_photographs,
+        middlebury_frames,
+        photograph,
+    )
 
     if name in list_photographs():
         return photograph(name)
