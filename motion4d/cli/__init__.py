@@ -39,6 +39,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flow": ("motion4d.cli.flow", "optical flow for a video or frame folder"),
     "encode": ("motion4d.cli.encode", "ReynoldsFlow+ RGB encoding of a video for detectors"),
     "track": ("motion4d.cli.track", "point tracks from chained flow, exported for downstream tools"),
+    "objects": ("motion4d.cli.objects", "moving objects from motion: boxes (MOT), masks and an overlay video"),
     "evaluate": ("motion4d.cli.evaluate", "evaluate a flow model on Sintel / KITTI / FlyingThings3D"),
     "submit": ("motion4d.cli.submit", "write Sintel / KITTI benchmark submission trees"),
     "train": ("motion4d.cli.train", "train a flow model (single process or torchrun DDP)"),

@@ -19,8 +19,7 @@ from motion4d.cli.arguments import (
     warn,
 )
 
-FORMATS = ("csv", "parquet", "npz", "tapvid", "mot", "json")
-_TRACK_FORMAT = {"csv": "csv", "parquet": "parquet", "npz": "cotracker", "tapvid": "tapvid", "mot": "mot", "json": "json"}
+FORMATS = ("csv", "parquet", "cotracker", "tapvid", "mot", "json")  # motion.track_formats.TRACK_FORMATS
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +57,7 @@ def _format_argument(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from motion.image_io import read_image
-    from motion.track_formats import EXTENSIONS
+    from motion.track_io import export_tracks
     from motion.track_queries import read_queries
     from motion.track_video import write_tracks_video
     from motion.tracking import ChainOptions, mask_queries, track_points
@@ -89,10 +88,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **selection,
     )
-    written = []
-    for name in formats:
-        fmt = _TRACK_FORMAT[name]
-        written.append(tracks.save(out / f"tracks{EXTENSIONS[fmt]}", format=fmt))
+    # MOT: one box per object grouped from the tracks; TAP-Vid: the released layout, frames included
+    options = {"video": args.video} if "tapvid" in formats else {}
+    written = export_tracks(tracks, out, formats, **options)
     if args.overlay:
         written.append(write_tracks_video(tracks, args.video, out / "tracks_overlay.mp4", **selection))
     config = {key: value for key, value in vars(args).items() if not key.startswith("_") and key != "export"}

@@ -78,7 +78,7 @@ def test_track_exports_and_overlay(clip, tmp_path):
     queries = tmp_path / "q.csv"
     queries.write_text("t,x,y\n0,10,12\n2,30.5,20\n")
     out = tmp_path / "tracks"
-    argv = ["track", str(clip), "--out", str(out), "--format", "csv,npz,tapvid,mot,json", "--queries", str(queries),
+    argv = ["track", str(clip), "--out", str(out), "--format", "csv,cotracker,tapvid,mot,json", "--queries", str(queries),
             "--overlay", "--no-progress"]
     assert main(argv) == 0
     tracks = motion.Tracks.load(out / "tracks.csv")
@@ -86,7 +86,8 @@ def test_track_exports_and_overlay(clip, tmp_path):
     assert np.allclose(tracks.xy[0, 0], [10, 12]) and np.allclose(tracks.xy[2, 1], [30.5, 20])
     for name in ("tracks.npz", "tracks.pkl", "tracks.json"):
         assert np.allclose(motion.Tracks.load(out / name).xy, tracks.xy, atol=1e-4)
-    assert (out / "tracks.txt").read_text().startswith("1,1,")
+    # MOT boxes are moving objects now (issue #23): two query points on this clip form none
+    assert (out / "tracks.txt").read_text() == ""
     assert motion.read_frames(out / "tracks_overlay.mp4").shape == (9, 48, 64, 3)
     assert json.loads((out / "track_config.json").read_text())["num_tracks"] == 2
     assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--no-progress", "--max-frames", "4"]) == 0

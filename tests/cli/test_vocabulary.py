@@ -59,7 +59,7 @@ def test_track_writes_formats_and_export_is_a_hidden_deprecated_alias(small_clip
     assert json.loads((out / "track_config.json").read_text())["format"] == "csv,json"
     assert "deprecated" not in capsys.readouterr().err
     old = tmp_path / "old"
-    assert main(["track", str(small_clip), "--out", str(old), "--grid", "16", "--export", "npz", "--no-progress"]) == 0
+    assert main(["track", str(small_clip), "--out", str(old), "--grid", "16", "--export", "cotracker", "--no-progress"]) == 0
     assert (old / "tracks.npz").is_file() and not (old / "tracks.csv").exists()
     assert "--export is deprecated" in capsys.readouterr().err
     assert main(["track", str(small_clip), "--out", str(old), "--format", "csv", "--export", "csv"]) == 2

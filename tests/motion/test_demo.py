@@ -12,7 +12,7 @@ from motion.demo import run_demo
 def test_demo_writes_flow_tracks_and_pictures(tmp_path) -> None:
     summary = run_demo(tmp_path, frames=4, grid=48)
     for name in ("input.mp4", "ground_truth.png", "summary.png", "summary.json", "reynolds_plus.mp4",
-                 "tracks/tracks.csv", "tracks/tracks_tapvid.pkl", "tracks/overlay.mp4",
+                 "tracks/tracks.csv", "tracks/tracks.pkl", "tracks/overlay.mp4",
                  "flow_dis/forward_color.mp4"):
         assert (tmp_path / name).is_file(), name
     assert len(sorted((tmp_path / "flow_dis" / "forward").glob("*.flo"))) == 3
