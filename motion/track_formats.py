@@ -45,6 +45,7 @@ import numpy as np
 from motion4d.atomic import atomic_path, atomic_write_text
 from motion4d.checks import check_choice, check_file, require
 from motion4d.errors import InputFileError, InvalidArgumentError
+from motion4d.numpy_io import load_npz, load_numpy_pickle
 
 if TYPE_CHECKING:
     from .tracks import Tracks
@@ -270,29 +271,29 @@ def write_cotracker(tracks: Tracks, path: str | os.PathLike) -> None:
 
 def cotracker_fields(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> TrackFields:
     """Read a CoTracker-layout NPZ (``tracks``, ``visibility``; the rest optional, batch index 0)."""
-    with np.load(path, allow_pickle=False) as data:
-        if "tracks" not in data or "visibility" not in data:
-            raise InputFileError(f"{path}: a CoTracker NPZ needs 'tracks' [1, T, N, 2] and 'visibility' [1, T, N]")
-        xy = data["tracks"]
-        xy = xy[0] if xy.ndim == 4 else xy
-        vis = data["visibility"]
-        vis = vis[0] if vis.ndim == 3 else vis
-        if vis.dtype != bool:
-            vis = vis > 0.5  # CoTracker may store visibility probabilities
-        size = tuple(data["image_size"]) if "image_size" in data else image_size
-        if size is None:
-            raise InvalidArgumentError(f"{path} holds no image_size; pass image_size=(H, W)")
-        get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None
-        return dict(
-            xy=xy,
-            visible=vis,
-            confidence=get("confidence"),
-            ids=get("ids"),
-            frame_indices=get("frame_indices"),
-            times=get("times"),
-            image_size=size,
-            query=get("queries"),
-        )
+    data = load_npz(path)
+    if "tracks" not in data or "visibility" not in data:
+        raise InputFileError(f"{path}: a CoTracker NPZ needs 'tracks' [1, T, N, 2] and 'visibility' [1, T, N]")
+    xy = data["tracks"]
+    xy = xy[0] if xy.ndim == 4 else xy
+    vis = data["visibility"]
+    vis = vis[0] if vis.ndim == 3 else vis
+    if vis.dtype != bool:
+        vis = vis > 0.5  # CoTracker may store visibility probabilities
+    size = tuple(data["image_size"]) if "image_size" in data else image_size
+    if size is None:
+        raise InvalidArgumentError(f"{path} holds no image_size; pass image_size=(H, W)")
+    get = lambda k: (data[k][0] if data[k].ndim > 1 and k in ("queries", "confidence") else data[k]) if k in data else None
+    return dict(
+        xy=xy,
+        visible=vis,
+        confidence=get("confidence"),
+        ids=get("ids"),
+        frame_indices=get("frame_indices"),
+        times=get("times"),
+        image_size=size,
+        query=get("queries"),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,9 +400,8 @@ def _frames_at(source: str | os.PathLike, frame_indices: np.ndarray, image_size:
 
 
 def tapvid_file_fields(path: str | os.PathLike, video_name: str | None = None, image_size: tuple[int, int] | None = None) -> TrackFields:
-    """Read one video of a TAP-Vid pickle (only open pickles you trust: unpickling runs code)."""
-    with open(path, "rb") as f:
-        data = pickle.load(f)
+    """Read one video of a TAP-Vid pickle (numpy arrays only: other objects are refused, never built)."""
+    data = load_numpy_pickle(path)
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a dict of videos, got {type(data).__name__}")
     if "points" in data:
@@ -415,6 +415,9 @@ def tapvid_file_fields(path: str | os.PathLike, video_name: str | None = None, i
         if video_name not in data:
             raise InvalidArgumentError(f"{path} has no video {video_name!r}; it has {names[:10]}")
         entry = data[video_name]
+    missing = [k for k in ("points", "occluded") if not isinstance(entry, dict) or k not in entry]
+    if missing:
+        raise InputFileError(f"{path}: TAP-Vid entry lacks {missing} (it needs 'points' [N, T, 2] and 'occluded' [N, T])")
     return tapvid_fields(entry, image_size)
 
 
@@ -490,13 +493,17 @@ def read_mot(path: str | os.PathLike) -> dict[str, np.ndarray]:
         them), ``confidence [K]``.
     """
     rows = []
+    columns = None
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            parts = line.replace(" ", "").split(",")
+            parts = line.strip().replace(" ", "").split(",")
             if len(parts) < 7:
                 raise InputFileError(f"{path}:{number}: expected at least 7 comma-separated values, got {len(parts)}")
+            if columns is not None and len(parts) != columns:  # e.g. a last line cut short
+                raise InputFileError(f"{path}:{number}: {len(parts)} values where the lines above have {columns}")
+            columns = len(parts)
             rows.append([float(v) for v in parts[:7]])
     data = np.asarray(rows, np.float64).reshape(-1, 7)
     box = data[:, 2:6].copy()

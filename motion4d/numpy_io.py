@@ -1,13 +1,20 @@
-"""Reading ``.npy`` / ``.npz`` files handed in by users: no pickles, sizes checked before loading.
+"""Reading ``.npy`` / ``.npz`` / numpy pickles handed in by users: no code run, sizes checked.
 
 ``np.load`` trusts the array header: a 200-byte ``.npy`` can declare tens of GiB and a small
 ``.npz`` member can inflate to gigabytes. These readers parse each header first and refuse what
 :mod:`motion4d.limits` does not allow (or what the file cannot hold), then load. Object arrays
 (pickles) are refused by ``allow_pickle=False``.
+
+Some data sets are only published as pickles of numpy arrays (TAP-Vid's ``.pkl`` files).
+:func:`load_numpy_pickle` reads those with an unpickler that can build containers, numbers,
+strings and numpy arrays only: any other object a file names (the way a pickle runs code) is
+refused before it is built.
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
@@ -86,3 +93,47 @@ def npz_keys(path: str | os.PathLike) -> list[str]:
             return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputFileError(f"{file}: not a readable .npz archive ({exc})") from exc
+
+
+# (module, name) pairs a numpy-array pickle needs, across numpy 1.x / 2.x and pickle protocols 2-5
+_NUMPY_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"), ("builtins", "bytearray"), ("collections", "OrderedDict"),
+})
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    def __init__(self, stream: BinaryIO, source: str):
+        super().__init__(stream)
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _NUMPY_PICKLE_GLOBALS:
+            raise InputFileError(
+                f"{self._source}: the pickle asks for {module}.{name}; only containers, numbers, strings and "
+                "numpy arrays are read from pickles (anything else could run code)")
+        return super().find_class(module, name)
+
+
+def load_numpy_pickle(path: str | os.PathLike) -> Any:
+    """A pickle holding only dicts, lists, tuples, numbers, strings and numpy arrays (e.g. TAP-Vid's
+    ``.pkl`` files), read without running code.
+
+    Raises:
+        InputFileError: the file is not such a pickle (truncated, corrupt, or naming other objects).
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{file}: cannot read it ({exc})") from exc
+    try:
+        return _NumpyUnpickler(io.BytesIO(data), str(file)).load()
+    except InputFileError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            UnicodeDecodeError, MemoryError) as exc:
+        raise InputFileError(f"{file}: not a readable pickle of numpy arrays ({type(exc).__name__}: {exc})") from exc

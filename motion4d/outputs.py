@@ -17,13 +17,15 @@ source and the same settings, and when no other run writes into it at the same t
 * temporary files left by a killed run (``.*.tmp*`` from :mod:`motion4d.atomic`) are removed once
   the lock is held;
 * the configuration is written when the folder is entered, i.e. after the caller has checked its
-  inputs.
+  inputs; :meth:`OutputFolder.record` adds what the run wrote (``"outputs"``), and a run with
+  ``overwrite=True`` removes the outputs its predecessor recorded, so no file of another run stays.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -139,25 +141,55 @@ class OutputFolder:
             if path.is_file():
                 path.unlink(missing_ok=True)
 
+    def record(self, **entries: Any) -> None:
+        """Add ``entries`` (e.g. ``outputs=[...]``, counts) to the configuration file."""
+        self.config = {**self.config, **entries}
+        atomic_write_text(self.config_path, json.dumps(self.config, indent=2, default=str))
+
+    def _remove_recorded_outputs(self) -> None:
+        try:
+            previous = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        root = self.path.resolve()
+        for name in previous.get("outputs") or []:
+            path = Path(name).resolve()
+            if root not in path.parents:  # only what lies inside this folder
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
     def _check_previous(self) -> bool:
         if not self.config_path.exists():
             return False
         if self.overwrite:
+            self._remove_recorded_outputs()
             return False
         try:
             previous = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InputFileError(
-                f"{self.config_path}: unreadable configuration of a previous run ({exc}); "
-                "pass overwrite=True (--overwrite on the command line)") from exc
+                f"{self.config_path}: unreadable configuration of a previous run ({exc}); replace it with "
+                "overwrite=True") from exc
         changed = [k for k in self.result_keys
                    if _comparable(previous.get(k)) != _comparable(self.config.get(k))]
         if changed:
-            details = "; ".join(f"{k}: {previous.get(k)!r} -> {self.config.get(k)!r}" for k in changed)
+            details = "; ".join(_describe_change(k, previous.get(k), self.config.get(k)) for k in changed)
             raise InvalidArgumentError(
-                f"{self.path} holds results of a different configuration ({details}); use another folder or pass "
-                "overwrite=True (--overwrite on the command line)")
+                f"{self.path} holds results of a different configuration ({details}); use another folder or "
+                "replace them with overwrite=True")
         return True
+
+
+def _describe_change(key: str, old: Any, new: Any) -> str:
+    """``key: old -> new``, with a source identity shortened to its path and what differs."""
+    if isinstance(old, dict) and isinstance(new, dict) and "path" in new:
+        differs = sorted(k for k in set(old) | set(new) if k != "path" and _comparable(old.get(k)) != _comparable(new.get(k)))
+        what = f" ({', '.join(differs)} differ)" if differs else ""
+        return f"{key}: {old.get('path')} -> {new.get('path')}{what}"
+    return f"{key}: {old!r} -> {new!r}"
 
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only

@@ -48,13 +48,16 @@ def parse_list(text: str, name: str, choices: tuple[str, ...]) -> list[str]:
 
 
 def add_frame_selection(parser: argparse.ArgumentParser) -> None:
-    """--start/--stop/--stride/--max-frames/--resize, as in motion.open_video."""
+    """--start/--stop/--stride/--max-frames/--resize/--on-damage, as in motion.open_video."""
     group = parser.add_argument_group("frame selection")
     group.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
     group.add_argument("--stop", type=int, default=None, help="stop before this frame index")
     group.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
     group.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
     group.add_argument("--resize", default=None, help="WxH, a scale (0.5) or the largest side (512)")
+    group.add_argument("--on-damage", default="error", choices=("error", "warn", "skip"),
+                       help="a truncated or corrupt video: stop with an error (default), keep every frame that "
+                            "decodes with a warning, or leave damaged frames out")
 
 
 def frame_selection(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,6 +67,7 @@ def frame_selection(args: argparse.Namespace) -> dict[str, Any]:
         "stride": args.stride,
         "max_frames": args.max_frames,
         "resize": parse_resize(args.resize),
+        "on_damage": args.on_damage,
     }
 
 
@@ -105,3 +109,23 @@ def check_device_argument(args: argparse.Namespace) -> None:
 def warn(command: str, message: str) -> None:
     """A warning on stderr in the command's words (``motion4d track: warning: ...``)."""
     print(f"motion4d {command}: warning: {message}", file=sys.stderr)
+
+
+#: settings that do not change what a run writes (left out of the comparison with an earlier run)
+NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "overwrite", "out", "export"})
+
+
+def owned_output_folder(args: argparse.Namespace, config_name: str, source: Any, **settings: Any) -> Any:
+    """An :class:`~motion4d.outputs.OutputFolder` for ``args.out`` owned by this run's source and settings.
+
+    The configuration is the parsed arguments (plus ``settings``, e.g. normalised values) and the
+    source's identity; an earlier run with other result-changing settings is refused unless
+    ``--overwrite`` is given (its recorded outputs are then removed).
+    """
+    from motion4d.outputs import OutputFolder, source_identity
+
+    config = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    config.update(settings)
+    config["source_identity"] = source_identity(source)
+    keys = [k for k in config if k not in NOT_RESULT_SETTINGS]
+    return OutputFolder(args.out, config_name, config, keys, overwrite=bool(getattr(args, "overwrite", False)))

@@ -7,36 +7,9 @@ and tinted masks on the frames) and ``DIR/objects.json`` (per-object summary and
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
-from typing import Any
 
-from motion4d.errors import InvalidArgumentError
-
-
-def _options(items: list[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InvalidArgumentError(f"--option expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            options[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key.strip()] = value
-    return options
-
-
-def _resize(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        if "x" in text:
-            w, h = text.lower().split("x")
-            return (int(w), int(h))
-        return float(text) if "." in text else int(text)
-    except ValueError as exc:
-        raise InvalidArgumentError(f"--resize must be WxH, a scale like 0.5, or a largest side like 512; got {text!r}") from exc
+from motion4d.cli.arguments import add_frame_selection, frame_selection, owned_output_folder, parse_options
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +17,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     from motion.objects.detect import ObjectOptions
 
     defaults = ObjectOptions()
-    parser.add_argument("video", help="video file or image folder")
+    parser.add_argument("video", metavar="VIDEO", help="video file or image folder")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--model", default="dis", help="flow model (default dis; e.g. reynolds)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="flow model option, repeatable")
@@ -58,13 +31,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     parser.add_argument("--batch", type=int, default=8, help="flows per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    group = parser.add_argument_group("frame selection")
-    group.add_argument("--start", type=int, default=0, help="first frame index (default 0)")
-    group.add_argument("--stop", type=int, default=None, help="stop before this frame index")
-    group.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
-    group.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
-    group.add_argument("--resize", default=None, help="WxH, a scale (0.5) or the largest side (512)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    add_frame_selection(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,22 +41,22 @@ def run(args: argparse.Namespace) -> int:
     from motion.objects.detect import ObjectOptions, detect_objects
     from motion.track_video import write_objects_video
 
-    selection = {"start": args.start, "stop": args.stop, "stride": args.stride, "max_frames": args.max_frames,
-                 "resize": _resize(args.resize)}
+    selection = frame_selection(args)
     options = replace(ObjectOptions(), camera=args.camera, min_motion=args.min_motion, min_area=args.min_area,
                       min_frames=args.min_frames)
-    objects = detect_objects(args.video, args.model, options=options, device=args.device, batch=args.batch,
-                             model_options=_options(args.option) or None, progress=not args.no_progress, **selection)
     out = Path(args.out)
-    written = [objects.save_mot(out / "objects.txt")]
-    if not args.no_masks:
-        objects.save_masks(out / "masks")
-        written.append(out / "masks")
-    if not args.no_overlay:
-        written.append(write_objects_video(objects, args.video, out / "objects_overlay.mp4",
-                                           progress=not args.no_progress, **selection))
-    config = {key: value for key, value in vars(args).items() if not key.startswith("_")}
-    config["resize"] = selection["resize"]
-    objects.save_summary(out / "objects.json", config=config, outputs=[str(p) for p in written])
+    with owned_output_folder(args, "objects_config.json", args.video, resize=selection["resize"]) as folder:
+        objects = detect_objects(args.video, args.model, options=options, device=args.device, batch=args.batch,
+                                 model_options=parse_options(args.option) or None, progress=not args.no_progress,
+                                 **selection)
+        written = [objects.save_mot(out / "objects.txt")]
+        if not args.no_masks:
+            objects.save_masks(out / "masks")
+            written.append(out / "masks")
+        if not args.no_overlay:
+            written.append(write_objects_video(objects, args.video, out / "objects_overlay.mp4",
+                                               progress=not args.no_progress, **selection))
+        written.append(objects.save_summary(out / "objects.json", config=folder.config, outputs=[str(p) for p in written]))
+        folder.record(outputs=[str(p) for p in written])
     print(f"objects: {objects.num_objects} moving objects, {len(objects)} boxes over {objects.num_frames} frames -> {out}")
     return 0

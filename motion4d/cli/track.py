@@ -8,12 +8,12 @@ the old name of ``--format``, accepted with a warning until the next release.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from motion4d.cli.arguments import (
     add_frame_selection,
     frame_selection,
+    owned_output_folder,
     parse_list,
     parse_options,
     warn,
@@ -38,6 +38,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fb-beta", type=float, default=0.5, help="forward-backward check: absolute tolerance (px^2)")
     parser.add_argument("--max-occluded", type=int, default=3, help="inconsistent steps in a row before a track is lost")
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video of the tracks")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--batch", type=int, default=8, help="flows per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_frame_selection(parser)
@@ -61,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from motion.track_queries import read_queries
     from motion.track_video import write_tracks_video
     from motion.tracking import ChainOptions, mask_queries, track_points
-    from motion4d.atomic import atomic_write_text
 
     formats = parse_list(_format_argument(args), "--format", FORMATS)
     out = Path(args.out)
@@ -74,29 +74,29 @@ def run(args: argparse.Namespace) -> int:
         if args.grid is None and queries is None:
             queries = mask_queries(mask, frame=args.query_frame, max_points=args.max_mask_points)
             mask = None
-    tracks = track_points(
-        args.video,
-        args.model,
-        queries=queries,
-        grid=args.grid,
-        mask=mask,
-        query_frame=args.query_frame,
-        options=ChainOptions(alpha=args.fb_alpha, beta=args.fb_beta, max_occluded=args.max_occluded),
-        device=args.device,
-        batch=args.batch,
-        model_options=parse_options(args.option) or None,
-        progress=not args.no_progress,
-        **selection,
-    )
-    # MOT: one box per object grouped from the tracks; TAP-Vid: the released layout, frames included
-    options = {"video": args.video} if "tapvid" in formats else {}
-    written = export_tracks(tracks, out, formats, **options)
-    if args.overlay:
-        written.append(write_tracks_video(tracks, args.video, out / "tracks_overlay.mp4", **selection))
-    config = {key: value for key, value in vars(args).items() if not key.startswith("_") and key != "export"}
-    config.update({"format": ",".join(formats), "resize": selection["resize"], "num_tracks": tracks.num_tracks, "num_frames": tracks.num_frames,
-                   "image_size": list(tracks.image_size), "outputs": [str(p) for p in written]})
-    atomic_write_text(out / "track_config.json", json.dumps(config, indent=2, default=str))
+    with owned_output_folder(args, "track_config.json", args.video, format=",".join(formats),
+                             resize=selection["resize"]) as folder:
+        tracks = track_points(
+            args.video,
+            args.model,
+            queries=queries,
+            grid=args.grid,
+            mask=mask,
+            query_frame=args.query_frame,
+            options=ChainOptions(alpha=args.fb_alpha, beta=args.fb_beta, max_occluded=args.max_occluded),
+            device=args.device,
+            batch=args.batch,
+            model_options=parse_options(args.option) or None,
+            progress=not args.no_progress,
+            **selection,
+        )
+        # MOT: one box per object grouped from the tracks; TAP-Vid: the released layout, frames included
+        options = {"video": args.video} if "tapvid" in formats else {}
+        written = export_tracks(tracks, out, formats, **options)
+        if args.overlay:
+            written.append(write_tracks_video(tracks, args.video, out / "tracks_overlay.mp4", **selection))
+        folder.record(num_tracks=tracks.num_tracks, num_frames=tracks.num_frames, image_size=list(tracks.image_size),
+                      outputs=[str(p) for p in written])
     visible = tracks.visible.mean() if tracks.num_tracks else 0.0
     print(f"track: {tracks.num_tracks} tracks over {tracks.num_frames} frames ({visible:.0%} visible) -> {out}")
     return 0

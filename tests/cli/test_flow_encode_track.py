@@ -90,5 +90,9 @@ def test_track_exports_and_overlay(clip, tmp_path):
     assert (out / "tracks.txt").read_text() == ""
     assert motion.read_frames(out / "tracks_overlay.mp4").shape == (9, 48, 64, 3)
     assert json.loads((out / "track_config.json").read_text())["num_tracks"] == 2
-    assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--no-progress", "--max-frames", "4"]) == 0
+    # another configuration into the same folder is refused, then replaces the earlier outputs with --overwrite
+    assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--no-progress", "--max-frames", "4"]) == 2
+    assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--no-progress", "--max-frames", "4",
+                 "--overwrite"]) == 0
     assert motion.Tracks.load(out / "tracks.csv").num_tracks == 12
+    assert not (out / "tracks.pkl").exists() and not (out / "tracks_overlay.mp4").exists()

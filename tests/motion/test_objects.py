@@ -2,7 +2,6 @@
 baselines on sequences with exact boxes made from real images (small scale here, full in slow tests)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import cv2
@@ -151,11 +150,11 @@ def test_cli_objects_writes_boxes_masks_overlay_and_summary(tmp_path):
     import motmetrics as mm
 
     from motion4d.cli import objects as cli
+    from motion4d.cli import subcommand_parser
 
     seq = make_object_sequence("Grove3", "static", num_frames=10, num_objects=2, seed=6)
     source = motion.write_video(tmp_path / "clip.mp4", seq.frames, fps=10, crf=0)
-    parser = argparse.ArgumentParser()
-    cli.build_parser(parser)
+    parser = subcommand_parser("objects")
     out = tmp_path / "out"
     args = parser.parse_args([str(source), "--out", str(out), "--no-progress", "--device", "cpu"])
     assert cli.run(args) == 0

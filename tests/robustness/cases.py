@@ -80,6 +80,14 @@ class Sources:
         self.ply_ascii = _ascii_ply(root / "cloud_ascii.ply", points)
         self.gaussian_ply = _gaussian_ply(root / "gaussians.ply", points[:500], colors[:500])
         self.tum, self.colmap, self.transforms = _camera_files(root)
+        from motion.track_io import export_tracks
+
+        tracks = motion.track_points(self.avi, "dis", grid=24, stop=8, progress=False)
+        groups = (np.arange(tracks.num_tracks) % 3) + 1  # three objects, so the MOT file has boxes to damage
+        self.tracks = {p.suffix: p for p in export_tracks(
+            tracks, root / "tracks", ["csv", "parquet", "cotracker", "tapvid", "mot", "json"], video=self.avi,
+            groups=groups)}
+        self.track_image_size = tracks.image_size
 
 
 def _ascii_ply(path: Path, points: np.ndarray) -> Path:
@@ -658,4 +666,41 @@ def _foreign_weights(t: Path) -> Path:
 def _list_weights(t: Path) -> Path:
     path = t / "list.pth"
     torch.save([1, 2, 3], path)
+    return path
+
+
+# track files -----------------------------------------------------------------------------------
+def _load_tracks(path: Path, **options: Any) -> Any:
+    import motion
+
+    return motion.load_tracks(path, **options)
+
+
+for _ext in (".csv", ".parquet", ".npz", ".pkl", ".txt", ".json"):
+    add("tracks", f"{_ext} tracks truncated", lambda s, t, e=_ext: _load_tracks(
+        damage.truncate(s.tracks[e], t / f"bad{e}", 0.53), image_size=s.track_image_size), InputFileError)
+    add("tracks", f"{_ext} tracks that are binary noise", lambda s, t, e=_ext: _load_tracks(
+        damage.write(t / f"noise{e}", bytes(range(256)) * 4), image_size=s.track_image_size), InputFileError)
+
+
+@case("tracks", "TAP-Vid pickle holding a payload", InputFileError)
+def _tapvid_payload(s: Sources, t: Path) -> Any:
+    import pickle
+
+    entry = {"points": np.zeros((2, 3, 2), np.float32), "occluded": np.zeros((2, 3), bool),
+             "video": damage.Payload(t / "EXECUTED")}
+    return _load_tracks(damage.write(t / "evil.pkl", pickle.dumps({"clip": entry})))
+
+
+add("tracks", "TAP-Vid pickle without 'points'", lambda s, t: _load_tracks(damage.write(
+    t / "p.pkl", __import__("pickle").dumps({"clip": {"occluded": np.zeros((2, 3), bool)}})), image_size=(48, 64)),
+    InputFileError)
+add("tracks", "CoTracker npz without 'visibility'", lambda s, t: _load_tracks(
+    _saved_npz(t / "c.npz", tracks=np.zeros((1, 3, 2, 2), np.float32))), InputFileError)
+add("tracks", "CoTracker npz holding a pickled object", lambda s, t: _load_tracks(_pickled_npz(t)), InputFileError)
+
+
+def _pickled_npz(tmp: Path) -> Path:
+    path = tmp / "objects.npz"
+    np.savez(path, tracks=np.array([damage.Payload(tmp / "EXECUTED")], dtype=object))
     return path

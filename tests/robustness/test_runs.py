@@ -41,7 +41,7 @@ def test_a_different_video_into_the_same_folder_is_refused(videos, tmp_path):
     flow(videos["first"], tmp_path / "out")
     with pytest.raises(InvalidArgumentError, match="source_identity") as info:
         flow(videos["second"], tmp_path / "out")
-    assert "--overwrite" in str(info.value)
+    assert "overwrite=True" in str(info.value) and "second.mp4" in str(info.value)
     again = flow(videos["first"], tmp_path / "out")
     assert again.computed == 0 and again.skipped == 11
     replaced = flow(videos["second"], tmp_path / "out", overwrite=True)
