@@ -1,7 +1,8 @@
 """Optical-flow accuracy metrics as the benchmarks define them.
 
-All functions take flow fields ``[..., 2, H, W]`` (torch tensors or numpy arrays, any float dtype);
-every field over the leading dimensions counts as one image. Masks are ``[..., H, W]``:
+All functions take flow fields ``[..., 2, H, W]`` (torch tensors or numpy arrays, any float dtype),
+or channels-last ``[..., H, W, 2]`` as :func:`motion.read_flow` returns them; every field over the
+leading dimensions counts as one image. Masks are ``[..., H, W]``:
 
 * ``valid``: pixels that have ground truth (KITTI's valid channel, ``~invalid`` for Sintel). Pixels
   whose ground truth is not finite (NaN / inf, how several readers mark unknown flow) are invalid too.
@@ -83,6 +84,13 @@ def _as_tensor(x: Array, name: str) -> torch.Tensor:
     raise ShapeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
 
 
+def _channels_first(flow: torch.Tensor) -> torch.Tensor:
+    """``[..., H, W, 2]`` (a flow file's layout) -> ``[..., 2, H, W]``; ``[..., 2, H, W]`` unchanged."""
+    if flow.dim() >= 3 and flow.shape[-1] == 2 and flow.shape[-3] != 2:
+        return flow.movedim(-1, -3)
+    return flow
+
+
 def _mask(x: Array | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
     """``bool [N, H, W]`` mask from bool or 0/1 numeric input shaped like the flows' ``[..., H, W]``."""
     if x is None:
@@ -100,7 +108,7 @@ def _mask(x: Array | None, name: str, like: torch.Tensor) -> torch.Tensor | None
 def _prepare(pred: Array, gt: Array, valid: Array | None, occlusion: Array | None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Flatten to ``pred, gt [N, 2, H, W]`` (float64), ``valid [N, H, W]``, ``occlusion [N, H, W]``."""
-    p, g = _as_tensor(pred, "pred"), _as_tensor(gt, "gt")
+    p, g = _channels_first(_as_tensor(pred, "pred")), _channels_first(_as_tensor(gt, "gt"))
     check_shape(p, "pred", ("...", 2, "H", "W"))
     if tuple(p.shape) != tuple(g.shape):
         raise ShapeError(f"pred {list(p.shape)} and gt {list(g.shape)} must have the same shape [..., 2, H, W]")
@@ -129,7 +137,7 @@ def _length(flow: torch.Tensor) -> torch.Tensor:
 
 def endpoint_error(pred: Array, gt: Array) -> Array:
     """Per-pixel end-point error ``[..., H, W]`` (same library as ``pred``)."""
-    p, g = _as_tensor(pred, "pred"), _as_tensor(gt, "gt")
+    p, g = _channels_first(_as_tensor(pred, "pred")), _channels_first(_as_tensor(gt, "gt"))
     check_shape(p, "pred", ("...", 2, "H", "W"))
     if tuple(p.shape) != tuple(g.shape):
         raise ShapeError(f"pred {list(p.shape)} and gt {list(g.shape)} must have the same shape [..., 2, H, W]")
@@ -144,7 +152,7 @@ def _outliers(err: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
 
 def outlier_mask(pred: Array, gt: Array) -> Array:
     """KITTI outliers ``bool [..., H, W]``: EPE > 3 px and EPE > 5 % of the true flow's length."""
-    p, g = _as_tensor(pred, "pred"), _as_tensor(gt, "gt")
+    p, g = _channels_first(_as_tensor(pred, "pred")), _channels_first(_as_tensor(gt, "gt"))
     err = _as_tensor(endpoint_error(p, g), "epe").to(torch.float64)
     mag = _length(g.to(p.device, torch.float64))
     out = _outliers(err, mag)

@@ -9,6 +9,7 @@ from torch import nn
 
 from motion4d.checks import check_floating, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.imaging import as_model_frames, as_stream_frame
 
 from ..windowing import plan_windows
 from .blocks import MAX_FLOW, sequence_loss
@@ -71,6 +72,12 @@ class FlowModel(nn.Module):
     min_frames: ClassVar[int] = 2
     trainable: ClassVar[bool] = False
 
+    def __call__(self, frames: Any, *args: Any, value_range: float | None = None, **kwargs: Any) -> Any:
+        """``model(frames)``: frames as the readers give them (uint8 ``[T, H, W, 3]``) or the model layout
+        ``float [B, T, 3, H, W]`` in [0, 1]; 0-255 floats need ``value_range=255`` (see
+        :func:`motion4d.imaging.as_model_frames`)."""
+        return super().__call__(as_model_frames(frames, value_range=value_range), *args, **kwargs)
+
     def validate_frames(self, frames: torch.Tensor) -> tuple[int, int, int, int]:
         """Check ``frames`` is ``[B, T, 3, H, W]`` floating with T >= min_frames; return (B, T, H, W)."""
         dims = check_shape(frames, "frames", ("B", "T", 3, "H", "W"))
@@ -103,7 +110,8 @@ class FlowModel(nn.Module):
         windows or need other windows (SplatFlow, StreamFlow, VideoFlow) override this method.
 
         Args:
-            frames: iterable of ``[3, H, W]`` float frames in [0, 1], read lazily.
+            frames: iterable of frames, read lazily: ``[3, H, W]`` floats in [0, 1] or uint8 frames as
+                the readers give them (``[H, W, 3]``; see :func:`motion4d.imaging.as_stream_frame`).
             backward: also give backward flows (t+1 -> t); a model that cannot raises InvalidArgumentError.
             batch: flows per model call (a scheduling hint: models with their own windows ignore it).
             skip: ``skip(k) -> bool`` declares pair k (frames k, k+1) already done, for resumable
@@ -117,6 +125,7 @@ class FlowModel(nn.Module):
             ``first_pair .. first_pair + k - 1``; ``backward`` likewise when requested, else None.
         """
         check_int(batch, "batch", minimum=1)
+        frames = (as_stream_frame(f, f"frames[{i}]")[0] for i, f in enumerate(frames))
         for window in plan_windows(frames, max(batch + 1, self.min_frames), self.min_frames):
             first, count = window.first_pair, window.num_pairs
             if skip is not None and all(skip(first + k) for k in range(count)):

@@ -5,8 +5,7 @@ from typing import Any
 
 import torch
 
-from motion4d.checks import check_shape
-from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.imaging import as_stream_frame
 
 CORR_LEVELS = 4
 CORR_RADIUS = 4
@@ -15,15 +14,9 @@ ATTENTION_MODES = ("auto", "dense", "fused")
 
 
 def as_batch_frame(frame: Any, name: str = "frame") -> torch.Tensor:
-    """A stream element ``[3, H, W]`` or ``[B, 3, H, W]`` floating in [0, 1] -> ``[B, 3, H, W]``."""
-    if not isinstance(frame, torch.Tensor):
-        raise InvalidArgumentError(f"{name} must be a torch.Tensor [3, H, W] or [B, 3, H, W], got {type(frame).__name__}")
-    if frame.dim() == 3:
-        frame = frame[None]
-    check_shape(frame, name, ("B", 3, "H", "W"))
-    if not frame.is_floating_point():
-        raise ShapeError(f"{name} must be floating point in [0, 1], got {frame.dtype}")
-    return frame
+    """A stream element (``[3, H, W]``, ``[B, 3, H, W]`` or a reader's uint8 ``[H, W, 3]``) -> ``float [B, 3, H, W]``
+    in [0, 1] (:func:`motion4d.imaging.as_stream_frame`)."""
+    return as_stream_frame(frame, name)
 
 
 def correlation(fmap1: torch.Tensor, fmap2: torch.Tensor, mode: str, backend: str):

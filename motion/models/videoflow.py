@@ -36,6 +36,7 @@ from torch import nn
 
 from motion4d.checks import check_choice, check_finite, check_int, check_shape
 from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.imaging import as_model_frames, as_stream_frame
 
 from ..padding import InputPadder
 from ..protocols import ClipProtocol, SequenceProtocol
@@ -320,11 +321,13 @@ class VideoFlow(FlowModel):
         """The raw network on an N-frame clip (N >= 3): flows of frames 1..N-2 to both neighbours.
 
         Args:
-            frames: ``[B, N, 3, H, W]`` in [0, 1] (H, W >= 57; padded internally, "sintel" mode).
+            frames: ``[B, N, 3, H, W]`` in [0, 1] (H, W >= 57; padded internally, "sintel" mode), or uint8
+                frames as the readers give them (:func:`motion4d.imaging.as_model_frames`).
             iters: refinement iterations (default: ``config.iters``, or ``config.train_iters`` in
                 training mode).
             all_iterations: keep every iteration's prediction (default: in training mode).
         """
+        frames = as_model_frames(frames)
         dims = check_shape(frames, "frames", ("B", "N", 3, "H", "W"))
         if dims["N"] < 3:
             raise ShapeError(f"interior_flows needs at least 3 frames, got N={dims['N']}")
@@ -375,7 +378,7 @@ class VideoFlow(FlowModel):
         check_int(size, "window", minimum=3)
         plan = _WindowPlan(size)
         for frame in frames:
-            frame = self._as_batch_frame(frame, "frame")
+            frame = as_stream_frame(frame, "frame")
             for clip, positions in plan.push(frame):
                 yield from plan.collect(self.interior_flows(clip), positions, backward)
         if plan.num_frames < 2:
@@ -405,15 +408,6 @@ class VideoFlow(FlowModel):
         b, t, h, w = super().validate_frames(frames)
         self._check_size(h, w)
         return b, t, h, w
-
-    @staticmethod
-    def _as_batch_frame(frame: torch.Tensor, name: str) -> torch.Tensor:
-        if isinstance(frame, torch.Tensor) and frame.dim() == 3:
-            frame = frame[None]
-        check_shape(frame, name, ("B", 3, "H", "W"))
-        if not frame.is_floating_point():
-            raise ShapeError(f"{name} must be floating point in [0, 1], got {frame.dtype}")
-        return frame
 
     def _interior(
         self, images: torch.Tensor, index: Sequence[int], iters: int | None = None, all_iterations: bool = False

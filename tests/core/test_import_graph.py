@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +106,25 @@ def test_no_import_cycles():
 
 def test_a_cycle_is_reported():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# motion's 2-D features that the 3-D and Gaussian packages may use; the shared core (errors, checks,
+# atomic writes, devices, registries) comes from motion4d, never through motion
+TWO_D_FEATURES = {"motion.flow_geometry", "motion.estimate", "motion.flow_io", "motion.frames", "motion.models.base",
+                  "motion.tracks", "motion.tracking", "motion.image_io", "motion.video_writer"}
+
+
+def test_pointclouds_and_splats_use_motion_only_for_2d_features():
+    graph = _import_graph()
+    borrowed = {(module, dep) for module, deps in graph.items() if module.startswith(("splats", "pointclouds"))
+                for dep in deps if dep == "motion" or dep.startswith("motion.")}
+    assert {dep for _, dep in borrowed} <= TWO_D_FEATURES, sorted(borrowed)
+
+
+def test_importing_splats_and_pointclouds_loads_no_flow_model():
+    code = ("import sys, splats, pointclouds; "
+            "print(sorted(m for m in sys.modules if m.startswith('motion')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    assert "motion.models" not in run.stdout, run.stdout

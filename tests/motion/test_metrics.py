@@ -271,3 +271,17 @@ def test_all_reduce_in_a_single_process_group_and_state_sums(tmp_path, random_se
         assert merged.compute() == before
     finally:
         dist.destroy_process_group()
+
+
+def test_flow_files_layout_is_accepted(tmp_path):
+    """``read_flow`` returns ``[H, W, 2]``; the metrics take it as it is (issue #17: it was refused)."""
+    import motion
+
+    rng = np.random.default_rng(3)
+    gt = rng.normal(size=(2, 12, 16)).astype(np.float32)
+    pred = gt + rng.normal(scale=0.5, size=gt.shape).astype(np.float32)
+    motion.write_flow(tmp_path / "gt.flo", torch.from_numpy(gt))
+    gt_file, valid = motion.read_flow(tmp_path / "gt.flo")
+    reference = motion.flow_metrics(pred, gt)
+    assert motion.flow_metrics(pred, gt_file, valid=valid) == pytest.approx(reference)
+    assert motion.flow_metrics(pred.transpose(1, 2, 0), gt_file) == pytest.approx(reference)

@@ -1,6 +1,7 @@
 """Model registry (entries with weights, protocols, recipe) and the FlowModel interface."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,8 +70,25 @@ def test_validate_frames_rejects_bad_input() -> None:
         model(torch.rand(1, 1, 3, 8, 8))
     with pytest.raises(ShapeError, match="frames must have shape"):
         model(torch.rand(1, 2, 8, 8))
-    with pytest.raises(ShapeError, match="floating point"):
-        model(torch.zeros(1, 2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ShapeError, match="uint8 .* or floating point"):
+        model(torch.zeros(1, 2, 3, 8, 8, dtype=torch.int64))
+
+
+def test_one_input_contract_for_every_model() -> None:
+    """uint8 frames in the readers' layout, [0, 1] floats in the model layout and 0-255 floats with
+    value_range=255 give the same flow; 0-255 floats without it are refused (issue #17: DIS differed
+    by up to 1.86 px on them, silently)."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
+    unit = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255
+    for name in ("dis", "farneback", "reynolds", "tiny-flow"):
+        model = create(name, device="cpu")
+        reference = model(unit).forward
+        assert torch.equal(model(frames).forward, reference), name
+        assert torch.equal(model(unit * 255, value_range=255).forward, reference), name
+        with pytest.raises(InvalidArgumentError, match="value_range=255"):
+            model(unit * 255)
+        streamed = torch.cat([out.forward for out in model.stream(iter(frames))], dim=1)
+        assert torch.allclose(streamed, reference, atol=1e-5), name
 
 
 def test_lazy_top_level_names() -> None:

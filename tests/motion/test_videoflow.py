@@ -242,8 +242,10 @@ def test_bad_inputs_raise_clear_errors(mof):
         mof(torch.rand(1, 3, 3, 56, 64))
     with pytest.raises(ShapeError, match=r"\[B, T, 3, H, W\]"):
         mof(torch.rand(3, 3, 64, 64))
-    with pytest.raises(ShapeError, match="floating"):
-        mof(torch.zeros(1, 3, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ShapeError, match="uint8 .* or floating point"):
+        mof(torch.zeros(1, 3, 3, 64, 64, dtype=torch.int32))
+    with pytest.raises(InvalidArgumentError, match="value_range=255"):
+        mof(torch.rand(1, 3, 3, 64, 64) * 255)
     bad = torch.rand(1, 3, 3, 64, 64)
     bad[0, 1, 0, 3, 3] = float("nan")
     with pytest.raises(NonFiniteError):
