@@ -154,6 +154,9 @@ class _Outputs:
         if computed and "color" in self.formats:
             write_image(self.out_dir / f"{direction}_color" / f"{index:06d}.png", image)
         if "mp4" in self.formats:
+            from .visualize import with_legend
+
+            image = with_legend(image, self.color_max_radius)
             if direction not in self._writers:
                 from .video_writer import VideoWriter
 
@@ -452,6 +455,9 @@ def estimate_flow(
         finally:
             if outputs is not None:
                 outputs.close(error)
+        if outputs is not None and outputs.color_max_radius is not None:
+            config["color_max_radius"] = outputs.color_max_radius  # the radius the colour outputs used
+            folder.record(color_max_radius=outputs.color_max_radius)
 
     stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
     return FlowResult(

@@ -11,6 +11,8 @@ colours of a given motion do not change from frame to frame.
 """
 from __future__ import annotations
 
+import functools
+
 import colorsys
 import math
 import os
@@ -188,6 +190,22 @@ def color_wheel_legend(size: int = 151, max_radius: float | None = None, backgro
         strip = np.full((th + 10, size, 3), background, np.uint8)
         cv2.putText(strip, text, ((size - tw) // 2, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
         image = np.concatenate([image, strip], axis=0)
+    return image
+
+
+@functools.lru_cache(maxsize=8)
+def _legend(size: int, max_radius: float) -> np.ndarray:
+    return color_wheel_legend(size, max_radius=max_radius)
+
+
+def with_legend(image: np.ndarray, max_radius: float) -> np.ndarray:
+    """``image`` (a flow colour image ``uint8 [H, W, 3]``) with the colour key, labelled with
+    ``max_radius`` px, drawn into its top-left corner (a quarter of the shorter side)."""
+    size = max(16, min(image.shape[0], image.shape[1]) // 4)
+    key = _legend(size if size % 2 else size + 1, float(max_radius))
+    kh, kw = min(key.shape[0], image.shape[0]), min(key.shape[1], image.shape[1])
+    image = image.copy()
+    image[:kh, :kw] = key[:kh, :kw]
     return image
 
 
@@ -391,21 +409,15 @@ def write_flow_video(path: str | os.PathLike, flows: Iterable[Any], fps: float =
         raise InvalidArgumentError("flows is empty") from None
     if max_radius is None:
         max_radius = flow_max_radius(flows if isinstance(flows, list) else first, channels_last=channels_last)
-    key = None
     frame_iter = iter(frames) if frames is not None else None
 
     def render(flow: Any) -> np.ndarray:
-        nonlocal key
         f = _channels_first(_to_numpy(flow, "flow"), channels_last)
         if f.ndim != 3:
             raise ShapeError(f"each flow must be [2, H, W] or [H, W, 2], got {list(f.shape)}")
         image = flow_to_color(f, max_radius=max_radius)
         if legend:
-            if key is None:
-                size = max(16, min(image.shape[0], image.shape[1]) // 4)
-                key = color_wheel_legend(size if size % 2 else size + 1, max_radius=max_radius)
-            kh, kw = min(key.shape[0], image.shape[0]), min(key.shape[1], image.shape[1])
-            image[:kh, :kw] = key[:kh, :kw]
+            image = with_legend(image, max_radius)
         if frame_iter is not None:
             try:
                 picture = next(frame_iter)

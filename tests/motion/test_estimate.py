@@ -158,3 +158,22 @@ def test_bad_input(tmp_path):
         estimate_flow(np.zeros((3, 16, 16, 3), np.uint8), "dis", out_dir=tmp_path / "x", formats=("gif",), progress=False)
     with pytest.raises(InvalidArgumentError):
         estimate_flow(np.zeros((3, 16, 16, 3), np.uint8), "no-such-model", progress=False)
+
+
+def test_flow_video_has_a_legend_and_the_radius_is_recorded(tmp_path):
+    """Issue #17: the colour video had no key and the config said ``color_max_radius: null``."""
+    frames = np.random.default_rng(1).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+    frames[1:] = np.roll(frames[0], 3, axis=1)[None]
+    out = tmp_path / "flow"
+    result = estimate_flow(frames, "dis", device="cpu", out_dir=out, formats=("npz", "mp4"), progress=False)
+    radius = json.loads((out / "flow_config.json").read_text())["color_max_radius"]
+    assert radius is not None and radius == pytest.approx(float(result.config["color_max_radius"]))
+    first = motion.read_frames(out / "forward_color.mp4", stop=1)[0]
+    from motion.visualize import with_legend
+
+    flow, _ = motion.read_flow(out / "forward" / "000000.npz")
+    expected = with_legend(motion.flow_to_color(flow, max_radius=radius), radius)
+    corner = (slice(0, 16), slice(0, 16))
+    assert np.abs(first[corner].astype(int) - expected[corner].astype(int)).mean() < 20  # the key (video-coded)
+    plain = motion.flow_to_color(flow, max_radius=radius)
+    assert np.abs(first[corner].astype(int) - plain[corner].astype(int)).mean() > 30  # not the flow colours
