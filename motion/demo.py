@@ -47,7 +47,7 @@ def make_clip(out: Path, frames: int, seed: int) -> tuple[Any, str]:
     # even sizes: yuv420p video pads odd sizes, which would no longer match the ground truth
     height, width = (int(0.8 * s) // 16 * 16 for s in photo.shape[:2])
     seq = warp_image_sequence(photo, T=frames, motion="smooth", height=height, width=width, seed=seed,
-                              max_speed=3.0, num_tracks=0)
+                              max_speed=3.0, num_tracks=48)
     write_video(out / "input.mp4", seq.frames, fps=10, crf=12)
     return seq, name
 
@@ -97,8 +97,22 @@ def track_clip(out: Path, seq: Any, spacing: int) -> dict[str, float]:
             "zero_motion_average_jaccard": scores_zero["average_jaccard"], "_tracks": tracks}
 
 
-def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any) -> Path:
-    """Side-by-side panels: input, true flow, each model's flow, tracks; with a colour-wheel legend."""
+def error_map(pred: Any, gt: Any, max_error: float) -> np.ndarray:
+    """End-point error of ``pred`` against ``gt`` (``[2, H, W]``) as ``uint8 [H, W, 3]``: dark blue for
+    0 through yellow to dark red at ``max_error`` px and above (OpenCV's TURBO colour map)."""
+    import cv2
+
+    from motion.metrics import endpoint_error
+
+    err = np.asarray(endpoint_error(np.asarray(pred, np.float32), np.asarray(gt, np.float32)))
+    scaled = np.clip(err / max_error * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+
+
+def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any, max_error: float = 3.0) -> Path:
+    """Side-by-side panels: input, true flow, each model's flow and its end-point-error map, tracks,
+    and a colour-wheel legend."""
+    from motion.metrics import endpoint_error
     from motion.visualize import (
         color_wheel_legend,
         flow_max_radius,
@@ -113,14 +127,16 @@ def summary_picture(out: Path, seq: Any, flows: dict[str, Any], tracks: Any) -> 
     panels = [seq.frames[t], flow_to_color(seq.flow_forward[t], max_radius=radius)]
     labels = ["input frame 0", "true flow 0->1"]
     for model, forward in flows.items():
-        panels.append(flow_to_color(forward[t], max_radius=radius))
-        labels.append(f"{model} flow")
+        pred = np.asarray(forward[t])
+        epe = float(np.mean(endpoint_error(pred, seq.flow_forward[t])))
+        panels += [flow_to_color(pred, max_radius=radius), error_map(pred, seq.flow_forward[t], max_error)]
+        labels += [f"{model} flow", f"{model} error, EPE {epe:.2f} px"]
     last = len(seq.frames) - 1
     panels.append(overlay_tracks(seq.frames[last], tracks.xy, tracks.visible, t=last, trail=last))
     labels.append("DIS tracks")
     legend = color_wheel_legend(size=min(seq.frames.shape[1:3]), max_radius=radius)
     panels.append(legend)
-    labels.append(f"legend (max {radius:.1f} px)")
+    labels.append(f"flow key (max {radius:.1f} px); errors: blue 0, red {max_error:g} px")
     return save_png(out / "summary.png", side_by_side(panels, labels, columns=4))
 
 

@@ -341,20 +341,35 @@ class SyntheticSequence:
         return _tracks(self._layers, self.num_frames, self.height, self.width, query)
 
     def preview(self, max_frames: int = 4) -> np.ndarray:
-        """A picture of the ground truth: ``uint8 [H', W', 3]`` with one row per pair of frames
-        (frame t, flow t -> t+1 in Middlebury colours on one scale, occlusion, layers, tracks)."""
-        from .visualize import flow_max_radius, flow_to_color, overlay_tracks, side_by_side
+        """A picture of the ground truth: ``uint8 [H', W', 3]`` with one row per pair of frames: frame t,
+        flow t -> t+1 in Middlebury colours on one scale, and, where the sequence has them, the
+        occluded pixels (red over the frame), the layers (one colour each) and the tracks."""
+        from .visualize import flow_max_radius, flow_to_color, overlay_tracks, side_by_side, track_colors
 
         pairs = min(max_frames, self.num_frames - 1)
         radius = flow_max_radius(self.flow_forward[:pairs])
-        tracked = overlay_tracks(self.frames, self.tracks_xy, self.tracks_visible, trail=4, radius=2)
-        layers = (self.layer_ids * (255 // max(1, int(self.layer_ids.max())))).astype(np.uint8)
+        occluded = bool(self.occlusion[:pairs].any())
+        layered = int(self.layer_ids.max()) > 0
+        tracked = overlay_tracks(self.frames, self.tracks_xy, self.tracks_visible, trail=4, radius=2) \
+            if self.tracks_xy.shape[1] else None
+        palette = track_colors(int(self.layer_ids.max()) + 1)
+        palette[0] = 40  # the background layer in dark grey
         panels, labels = [], []
         for t in range(pairs):
-            panels += [self.frames[t], flow_to_color(self.flow_forward[t], max_radius=radius),
-                       self.occlusion[t], layers[t], tracked[t]]
-            labels += [f"frame {t}", f"flow {t}->{t + 1}", "occluded", "layers", "tracks"]
-        return side_by_side(panels, labels=labels, columns=5)
+            panels += [self.frames[t], flow_to_color(self.flow_forward[t], max_radius=radius)]
+            labels += [f"frame {t}", f"flow {t}->{t + 1} (max {radius:.1f} px)"]
+            if occluded:
+                tinted = self.frames[t].copy()
+                tinted[self.occlusion[t]] = (0.5 * tinted[self.occlusion[t]] + [127, 0, 0]).astype(np.uint8)
+                panels.append(tinted)
+                labels.append(f"occluded ({self.occlusion[t].mean():.1%})")
+            if layered:
+                panels.append(palette[self.layer_ids[t]])
+                labels.append("layers")
+            if tracked is not None:
+                panels.append(tracked[t])
+                labels.append("tracks")
+        return side_by_side(panels, labels=labels, columns=len(panels) // pairs)
 
     def _check_frame(self, t: int, name: str) -> None:
         if not (isinstance(t, (int, np.integer)) and 0 <= t < self.num_frames):
