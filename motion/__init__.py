@@ -61,7 +61,7 @@ _LAZY = {
 _SUBMODULES = {
     "metrics", "visualize", "synthetic", "data", "ops", "models", "tracks", "tracking", "track_formats",
     "track_video", "flow_geometry", "frames", "padding", "flow_io", "video_writer", "image_io", "sample_data",
-    "estimate", "registry", "track_io", "track_metrics", "protocols", "windowing", "training",
+    "estimate", "registry", "track_io", "track_metrics", "protocols", "windowing", "training", "objects",
 }
 
 
