@@ -41,7 +41,7 @@ LICENCE_TERMS: dict[str, str] = {
 }
 
 #: Values of the ``licence=`` filter besides licence names (see :func:`filter_cards`).
-LICENCE_FILTERS = ("commercial-ok", "commercial-unclear", NONE_STATED)
+LICENCE_FILTERS = ("commercial-ok", "commercial-unclear", "none-stated")
 
 
 @dataclass(frozen=True)
@@ -318,12 +318,14 @@ def filter_cards(rows: Sequence[CardRow], licence: str | None = None) -> list[Ca
 
     ``licence``: None (all rows), ``"commercial-ok"`` (the code motion4d runs and the published
     weights, if any, allow commercial use: :attr:`ModelCard.commercial_use` is ``"yes"``),
-    ``"commercial-unclear"`` (anything else, including rows without a card), ``"none stated"``
+    ``"commercial-unclear"`` (anything else, including rows without a card), ``"none-stated"``
     (the official code or weights state no licence), or a licence name (``"MIT"``) matched against
     the official code, implementation and weights licences.
     """
     if licence is None:
         return list(rows)
+    if licence == "none-stated":
+        licence = NONE_STATED
     if not isinstance(licence, str) or not licence:
         raise InvalidArgumentError(f"licence must be a licence name or one of {LICENCE_FILTERS}, got {licence!r}")
     known = set(LICENCE_FILTERS) | set(LICENCE_TERMS)
@@ -374,7 +376,7 @@ def _settings_cell(card: ModelCard) -> str:
     return f"{s.name} {s.ours.split(' (')[0]} (official {s.official.split(' (')[0]}; {s.peer})"
 
 
-TABLE_COLUMNS = ("name", "kind", "code licence", "weights licence", "commercial", "weights", "reported",
+TABLE_COLUMNS = ("name", "kind", "code licence", "weights licence", "commercial (as run)", "weights", "reported",
                  "default vs official/peer", "CPU speed")
 
 

@@ -75,7 +75,8 @@ _VIDEOFLOW_SETTINGS = (
             "XiaoyuShi97/VideoFlow configs/*_submission.py corr_fn @ 5148930",
             "ptlflow 0.4.2: all-pairs (corr_fn='default')", f"{PTLFLOW} videoflow_bof.py constructor default"),
     Setting("mixed precision", "float16 autocast on CUDA only (mixed_precision='auto')",
-            "autocast in the encoders and update block (CUDA)", "XiaoyuShi97/VideoFlow core/Networks (torch.cuda.amp)",
+            "autocast in the encoders and update block (CUDA)",
+            "XiaoyuShi97/VideoFlow @ 5148930, torch.cuda.amp in the networks (research/optical_flow.md section 2.6)",
             "ptlflow 0.4.2: autocast removed (fp16 left to its scripts)", "research/optical_flow.md section 6.2"),
 )
 
@@ -95,7 +96,8 @@ VIDEOFLOW_BOF_CARD = ModelCard(
         WeightCard(
             "things", "FlyingThings3D at 288x960 crops with added noise (inferred from the file name; unverified)",
             "BOF_things_288960noise.pth",
-            f"listed by {PTLFLOW} docs/source/models/checkpoint_list.csv; not in the VideoFlow README's list",
+            f"ptlflow's list of upstream files ({PTLFLOW} docs/source/models/checkpoint_list.csv); not in the "
+            "VideoFlow README's list",
             asset="videoflow_bof-things_288960noise-d581490a.ckpt", aliases=("things_288960", "things_288960noise"),
             reported=_things_stage(1.03, 2.19, 3.96, 15.3, f"{STREAMFLOW_TABLE1}; {PAPER_THINGS_CSV}",
                                    "the paper's Things-stage (C+)T model; whether BOF_things.pth or this noise-trained "
@@ -150,7 +152,8 @@ VIDEOFLOW_MOF_CARD = ModelCard(
         WeightCard(
             "things_288960noise", "FlyingThings3D at 288x960 crops with added noise (inferred from the file name; "
             "unverified)", "MOF_things_288960noise.pth",
-            f"listed by {PTLFLOW} docs/source/models/checkpoint_list.csv; not in the VideoFlow README's list",
+            f"ptlflow's list of upstream files ({PTLFLOW} docs/source/models/checkpoint_list.csv); not in the "
+            "VideoFlow README's list",
             asset="videoflow_mof-things_288960noise-0615a42e.ckpt", aliases=("things_288960",),
             reported=(Reported("sintel", "training", "final", "EPE", None, "px", "VideoFlow README, ptlflow docs",
                                "unverified: no published number belongs to this file"),)),

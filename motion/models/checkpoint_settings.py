@@ -12,6 +12,11 @@ the weights need another architecture, a :class:`CheckpointSettingsWarning` when
 setting differs (SplatFlow: ptlflow runs 32 iterations, the official script 24).
 :func:`options_from_hyper_parameters` gives the builder options that reproduce the checkpoint's
 settings (``motion.create(name, weights=path, config_from_checkpoint=True)``).
+
+The argument names are those of ptlflow's model constructors at commit e9cf9bc, which Lightning
+stores; the released files themselves could not be downloaded here, so an argument a file does not
+store is simply not checked (a nested ``args`` mapping, as older Lightning versions wrote, is read
+too).
 """
 from __future__ import annotations
 

@@ -8,10 +8,14 @@ Accepted sources (all loaded strictly by default):
 * our own format written by :func:`save_checkpoint` — ``{"model": name, "config": {...},
   "state_dict": ...}``;
 * a state_dict given directly (a mapping of tensors);
-* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) that the model declares in its
-  registry entry (``motion.registry.model_entry(name).weights``, a :class:`WeightSet` per name):
-  downloaded once from ptlflow's release assets into the torch hub cache
-  (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
+* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) or one of its aliases (ptlflow's
+  names, e.g. ``"things_288960"``) from the model's card (:mod:`motion.models.cards`; the registry
+  entry's ``weights`` table is built from it): downloaded once from ptlflow's release assets into
+  the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in
+  the file name.
+
+ptlflow's files also store the model's ``hyper_parameters``; they are compared with the model's
+configuration before any weight is copied (:mod:`motion.models.checkpoint_settings`).
 
 Any mismatch raises :class:`~motion4d.errors.CheckpointError` with a report of the missing,
 unexpected and mis-shaped keys.

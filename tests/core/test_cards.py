@@ -100,6 +100,7 @@ def test_filter_by_licence():
     assert [r.name for r in filter_cards(rows, "commercial-ok")] == ["ok"]
     assert [r.name for r in filter_cards(rows, "commercial-unclear")] == ["weights", "bare"]
     assert [r.name for r in filter_cards(rows, NONE_STATED)] == ["weights"]
+    assert [r.name for r in filter_cards(rows, "none-stated")] == ["weights"]
     assert [r.name for r in filter_cards(rows, "MIT")] == ["ok", "weights"]
     assert filter_cards(rows, None) == rows
     with pytest.raises(InvalidArgumentError, match="licence='free'"):
