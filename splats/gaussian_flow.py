@@ -43,6 +43,7 @@ from motion4d.imaging import frames_to_tensor
 from .cameras import Cameras, write_transforms_json
 from .densify import Densifier, DensifyConfig
 from .gaussians import Gaussians, nearest_neighbour_scale, quat_to_rotmat, read_ply_vertices, write_ply
+from .cards import GAUSSIAN_FLOW_CARD
 from .methods import register_gaussian_method
 from .rendering import rasterize
 
@@ -179,7 +180,8 @@ def _as_float_frames(frames: Any) -> torch.Tensor:
 
 
 @register_gaussian_method("gaussian-flow", GaussianFlowConfig,
-                         "Gaussian-Flow (CVPR 2024): 4D Gaussians with dual-domain deformation, from posed video")
+                         "Gaussian-Flow (CVPR 2024): 4D Gaussians with dual-domain deformation, from posed video",
+                         card=GAUSSIAN_FLOW_CARD)
 class GaussianFlow:
     """Gaussian-Flow 4D reconstruction from posed multi-view or monocular video."""
 

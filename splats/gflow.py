@@ -55,6 +55,7 @@ from . import epipolar
 from .gflow_init import density_footprint, edge_probability, masked_probability, pixel_gaussians, sample_pixels
 from .gflow_inputs import Priors, load_priors
 from .gflow_losses import depth_loss, flow_loss, isotropy_loss, photometric_loss
+from .cards import GFLOW_CARD
 from .methods import register_gaussian_method
 from .rendering import rasterize
 from .scene4d import Scene4D, project
@@ -202,7 +203,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, steps: int
 # ---------------------------------------------------------------------------------------------
 # the optimiser
 
-@register_gaussian_method("gflow", GFlowConfig, "GFlow (AAAI 2025): 4D Gaussians, camera poses and tracks from monocular video")
+@register_gaussian_method("gflow", GFlowConfig, "GFlow (AAAI 2025): 4D Gaussians, camera poses and tracks from monocular video",
+                         card=GFLOW_CARD)
 class GFlow:
     """Fit 4D Gaussians, camera poses, tracks and motion masks to a monocular video.
 

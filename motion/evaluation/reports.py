@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from motion.protocols import BENCHMARKS
 from motion4d.atomic import atomic_write_text
 
+from .paper import PaperNumber, comparison_lines
 from .results import SubsetResult
 
 HEADLINES: dict[str, list[tuple[str, str, str]]] = {
@@ -41,8 +42,13 @@ def headline(benchmark: str, pooled: dict[str, float], per_image: dict[str, floa
     return {column: tables[reduction].get(key, math.nan) for column, reduction, key in HEADLINES[benchmark]}
 
 
-def write_reports(out_dir: Path, results: Sequence[SubsetResult], config: dict[str, Any]) -> dict[str, Any]:
-    """``metrics.json``, ``metrics.csv`` (every metric, both reductions) and ``metrics.md``."""
+def write_reports(out_dir: Path, results: Sequence[SubsetResult], config: dict[str, Any],
+                  paper: dict[str, list[PaperNumber]] | None = None) -> dict[str, Any]:
+    """``metrics.json``, ``metrics.csv`` (every metric, both reductions) and ``metrics.md``.
+
+    ``paper``: subset name -> the model card's numbers for it (:mod:`motion.evaluation.paper`), or
+    None when the model has no card.
+    """
     summary = {
         "config": jsonable(config),
         "subsets": {
@@ -58,6 +64,10 @@ def write_reports(out_dir: Path, results: Sequence[SubsetResult], config: dict[s
                 "headline": r.headline,
                 "pooled": r.pooled,
                 "per_image": r.per_image,
+                "paper": None if paper is None else {n.column: n.as_dict() for n in paper.get(r.subset.name, [])
+                                                     if n.same_split},
+                "paper_other_splits": None if paper is None else [
+                    {"column": n.column, **n.as_dict()} for n in paper.get(r.subset.name, []) if not n.same_split],
             }
             for r in results
         },
@@ -71,7 +81,7 @@ def write_reports(out_dir: Path, results: Sequence[SubsetResult], config: dict[s
         for reduction, values in (("pooled", r.pooled), ("per_image", r.per_image)):
             writer.writerow([r.subset.name, reduction, *[_fmt(values.get(k, math.nan)) for k in keys]])
     atomic_write_text(out_dir / "metrics.csv", buffer.getvalue())
-    atomic_write_text(out_dir / "metrics.md", markdown_table(results, config.get("model", "")))
+    atomic_write_text(out_dir / "metrics.md", markdown_table(results, config.get("model", ""), paper, config.get("weights")))
     return summary
 
 
@@ -79,8 +89,10 @@ def _fmt(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
-def markdown_table(results: Sequence[SubsetResult], model_name: str) -> str:
-    """One table per benchmark: rows = subsets, columns = the papers' headline numbers."""
+def markdown_table(results: Sequence[SubsetResult], model_name: str,
+                   paper: dict[str, list[PaperNumber]] | None = None, weights: Any = None) -> str:
+    """One table per benchmark: rows = subsets, columns = the papers' headline numbers; then the
+    model card's numbers for the evaluated weights next to ours (when ``paper`` is given)."""
     lines = [f"# Flow evaluation: {model_name}", ""]
     for benchmark in BENCHMARKS:
         rows = [r for r in results if r.subset.benchmark == benchmark]
@@ -98,4 +110,18 @@ def markdown_table(results: Sequence[SubsetResult], model_name: str) -> str:
         lines += ["", f"Protocol: {rows[0].protocol.describe()}.", ""]
     lines += ["KITTI EPE is the mean of per-image EPEs and Fl is pooled over all valid pixels (as the papers' "
               "scripts); Sintel and Things numbers are pooled over pixels. Full tables: metrics.csv.", ""]
+    if paper is not None:
+        lines += _paper_section(results, model_name, paper, weights)
     return "\n".join(lines)
+
+
+def _paper_section(results: Sequence[SubsetResult], model_name: str, paper: dict[str, list[PaperNumber]],
+                   weights: Any) -> list[str]:
+    label = f"the {weights!r} weights" if isinstance(weights, str) else ("no weights" if weights is None else "these weights")
+    lines = [f"## Paper vs ours ({model_name}, {label})", ""]
+    ours = {r.subset.name: r.headline for r in results}
+    for r in results:
+        found = comparison_lines(paper.get(r.subset.name, []), ours)
+        lines += found or [f"- {r.subset.name}: the model card lists no number for {label} on this subset "
+                           f"(motion4d models {model_name})"]
+    return lines + [""]

@@ -22,8 +22,9 @@ from motion4d.atomic import atomic_write_text
 from motion4d.errors import InvalidArgumentError
 from motion4d.imaging import frames_to_tensor
 
+from .paper import paper_numbers
 from .pictures import save_picture
-from .reports import headline, jsonable, write_reports
+from .reports import HEADLINES, headline, jsonable, write_reports
 from .results import RESULTS_NAME, ResultStore, SubsetResult, score_pair
 from .subsets import Subset, open_benchmark, subsets_for
 from .units import Unit, pair_key, plan_units
@@ -162,6 +163,9 @@ def evaluate(
 
     ``options`` go to :func:`evaluate_subset` (``protocol``, ``max_samples``, ``exclude_invalid``,
     ``multiview_root``, ``directions``, ``camera``, ``pictures``, ``overwrite``, ``progress``).
+
+    For a registered model, the numbers its model card reports for ``weights`` on these subsets are
+    written next to ours (``metrics.json`` ``paper``, a section of ``metrics.md``).
     """
     import motion
     from motion4d.device import resolve_device
@@ -171,8 +175,10 @@ def evaluate(
     for subset in subsets:  # the data must be there before a model is built (and its weights downloaded)
         open_benchmark(subset, root, PAIRS, multiview_root=options.get("multiview_root"),
                        directions=options.get("directions", ("forward", "backward")), camera=options.get("camera", "left"))
+    card = None
     if isinstance(model, str):
         model_name = model
+        card = motion.model_entry(model).card
         model = motion.create(model, weights=weights, device=device, **(model_options or {}))
     elif isinstance(model, FlowModel):
         model_name = type(model).__name__
@@ -189,4 +195,8 @@ def evaluate(
         evaluate_subset(model, model_name, subset, root, out, device=device, config_extra=extra, **options)
         for subset in subsets
     ]
-    return write_reports(out, results, config)
+    paper = None
+    if card is not None:
+        paper = {r.subset.name: paper_numbers(card, weights, r.subset, [c for c, _, _ in HEADLINES[r.subset.benchmark]])
+                 for r in results}
+    return write_reports(out, results, config, paper=paper)

@@ -8,10 +8,14 @@ Accepted sources (all loaded strictly by default):
 * our own format written by :func:`save_checkpoint` — ``{"model": name, "config": {...},
   "state_dict": ...}``;
 * a state_dict given directly (a mapping of tensors);
-* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) that the model declares in its
-  registry entry (``motion.registry.model_entry(name).weights``, a :class:`WeightSet` per name):
-  downloaded once from ptlflow's release assets into the torch hub cache
-  (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in the file name.
+* a named weight set (``"things"``, ``"sintel"``, ``"kitti"``, ...) or one of its aliases (ptlflow's
+  names, e.g. ``"things_288960"``) from the model's card (:mod:`motion.models.cards`; the registry
+  entry's ``weights`` table is built from it): downloaded once from ptlflow's release assets into
+  the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and checked against the SHA-256 prefix in
+  the file name.
+
+ptlflow's files also store the model's ``hyper_parameters``; they are compared with the model's
+configuration before any weight is copied (:mod:`motion.models.checkpoint_settings`).
 
 Any mismatch raises :class:`~motion4d.errors.CheckpointError` with a report of the missing,
 unexpected and mis-shaped keys.
@@ -30,6 +34,8 @@ from torch import nn
 
 from motion4d.atomic import atomic_path
 from motion4d.errors import CheckpointError, MissingFileError
+
+from .checkpoint_settings import check_hyper_parameters, flat_hyper_parameters
 
 KeyMap = Callable[[str], "str | None"]
 
@@ -97,8 +103,8 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict
     """Read a checkpoint file (or an already loaded object) and return ``(state_dict, format, meta)``.
 
     ``format`` is ``"motion4d"``, ``"ptlflow"``, ``"wrapped"`` (``{"model": state_dict}``) or
-    ``"state_dict"``; ``meta`` holds ``model``/``config`` for our own format. The ``module.`` prefix of
-    DataParallel checkpoints is removed.
+    ``"state_dict"``; ``meta`` holds ``model``/``config`` for our own format and ``hyper_parameters``
+    (flat) for ptlflow's. The ``module.`` prefix of DataParallel checkpoints is removed.
     """
     if isinstance(source, Mapping):
         obj: Any = source
@@ -119,6 +125,7 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict
         fmt, state, meta = "motion4d", obj["state_dict"], {"model": obj["model"], "config": obj.get("config", {})}
     elif isinstance(obj.get("state_dict"), Mapping):
         fmt, state = "ptlflow", obj["state_dict"]
+        meta = {"hyper_parameters": flat_hyper_parameters(obj.get("hyper_parameters"))}
     elif isinstance(obj.get("model"), Mapping):
         fmt, state = "wrapped", obj["model"]
     else:
@@ -183,7 +190,9 @@ def load_weights(
     """Load ``weights`` (a checkpoint path or a state_dict) into ``model``.
 
     Named weight sets (``"sintel"``) are resolved to files by :func:`motion.create` before the
-    builder runs. ``model_name`` is checked against the name stored in our own checkpoints.
+    builder runs. ``model_name`` is checked against the name stored in our own checkpoints, and the
+    ``hyper_parameters`` of ptlflow's files against the model's configuration first
+    (:func:`check_model_settings`).
     """
     state, fmt, meta = read_checkpoint(weights)
     if fmt == "motion4d" and model_name is not None and meta.get("model") != model_name:
@@ -191,7 +200,18 @@ def load_weights(
             f"weights: checkpoint {weights} was saved for model {meta.get('model')!r}, not {model_name!r}"
         )
     source = "<state_dict>" if isinstance(weights, Mapping) else str(weights)
+    check_model_settings(model, meta, source, model_name)
     return load_state(model, state, source=source, fmt=fmt, strict=strict, key_map=key_map)
+
+
+def check_model_settings(model: nn.Module, meta: Mapping[str, Any], source: str, model_name: str | None = None) -> None:
+    """Compare a ptlflow checkpoint's ``hyper_parameters`` (``meta`` of :func:`read_checkpoint`) with
+    the model's ``config``, using the model's ``checkpoint_hyper_parameters`` table: a one-line
+    CheckpointError for another architecture, a CheckpointSettingsWarning for other inference settings."""
+    table = getattr(model, "checkpoint_hyper_parameters", ())
+    config = getattr(model, "config", None)
+    if meta.get("hyper_parameters") and table and config is not None:
+        check_hyper_parameters(meta["hyper_parameters"], table, config, model_name or type(model).__name__, source)
 
 
 def save_checkpoint(

@@ -21,6 +21,7 @@ from motion4d.errors import InvalidArgumentError
 
 from ..registry import register
 from .base import FlowModel, FlowOutput
+from .cards import DIS_CARD, DIS_PRESET_CARDS, FARNEBACK_CARD
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 _GREY = (0.299, 0.587, 0.114)
@@ -128,7 +129,7 @@ def _no_weights(name: str, weights) -> None:
         raise InvalidArgumentError(f"{name} is a classical method and takes no weights")
 
 
-@register("dis", "OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium)")
+@register("dis", "OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium)", card=DIS_CARD)
 def build_dis(weights=None, preset: str = "medium", backward: bool = False) -> DISFlow:
     """OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium)."""
     _no_weights("dis", weights)
@@ -144,10 +145,11 @@ def _preset_builder(preset: str):
 
 
 for _preset in DIS_PRESETS:
-    register(f"dis-{_preset}", f"OpenCV DIS optical flow, {_preset} preset")(_preset_builder(_preset))
+    register(f"dis-{_preset}", f"OpenCV DIS optical flow, {_preset} preset",
+             card=DIS_PRESET_CARDS[_preset])(_preset_builder(_preset))
 
 
-@register("farneback", "OpenCV Farneback optical flow (tutorial parameters)")
+@register("farneback", "OpenCV Farneback optical flow (tutorial parameters)", card=FARNEBACK_CARD)
 def build_farneback(weights=None, **options) -> FarnebackFlow:
     """OpenCV Farneback optical flow; options are those of :class:`FarnebackFlow`."""
     _no_weights("farneback", weights)

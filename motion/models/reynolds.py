@@ -62,6 +62,7 @@ from motion4d.checks import check_choice, check_finite, check_int, check_positiv
 from motion4d.errors import InvalidArgumentError
 
 from ..registry import register
+from .cards import REYNOLDS_CARD
 from .base import FlowModel, FlowOutput
 from .poisson import solve_poisson_dct, solve_poisson_pcg
 
@@ -428,7 +429,8 @@ class ReynoldsFlow(FlowModel):
         return FlowOutput(forward=unflat(self._select(terms)), backward=backward, extras=extras)
 
 
-@register("reynolds", "Reynolds flow (RTT-based, training-free): normal flow + irrotational v_r", trainable=False)
+@register("reynolds", "Reynolds flow (RTT-based, training-free): normal flow + irrotational v_r", trainable=False,
+          card=REYNOLDS_CARD)
 def build_reynolds(weights=None, **options) -> ReynoldsFlow:
     """Reynolds flow (training-free). Options: ``output``, ``backward`` and those of :func:`reynolds_flow`."""
     if weights is not None:

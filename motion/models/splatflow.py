@@ -51,7 +51,8 @@ from .blocks import (
     mask_head,
     normalize_images,
 )
-from .checkpoints import WeightSet
+from .cards import SPLATFLOW_CARD
+from .checkpoint_settings import HyperParameter, iterations_parameter
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -66,6 +67,13 @@ MOTION = 128
 MASK_SCALE = 0.25
 MIN_PADDED_SIZE = 64  # the coarsest of 4 correlation levels must be >= 1 pixel at 1/8 resolution
 CARRY_MODES = ("stream", "triplet")
+#: ptlflow's SplatFlow arguments (``ptlflow/models/splatflow/splatflow.py``) and what motion4d
+#: builds; ptlflow's ``iters`` default is 32, the official scripts' 24.
+HYPER_PARAMETERS = (
+    HyperParameter("corr_levels", built=4),
+    HyperParameter("corr_radius", built=4),
+    iterations_parameter("iters"),
+)
 STAGES = ("full", "part")
 SP_BRANCH = ("update.gru_sp.", "update.flow_head_sp.", "update.mask_sp.")
 # legacy names of the temporal branch in older training checkpoints (run_test.py's replacements)
@@ -192,6 +200,7 @@ class SplatFlow(FlowModel):
     frames_per_window: ClassVar[int] = 3
     min_frames: ClassVar[int] = 2
     trainable: ClassVar[bool] = True
+    checkpoint_hyper_parameters: ClassVar[tuple[HyperParameter, ...]] = HYPER_PARAMETERS
 
     def __init__(self, config: SplatFlowConfig | None = None, **options: Any) -> None:
         super().__init__()
@@ -466,9 +475,6 @@ def load_splatflow_weights(model: SplatFlow, weights: Any) -> str:
     return "full" if has_sp else "backbone"
 
 
-#: ptlflow's converted release of the official SplatFlow weights.
-WEIGHTS = {"kitti": WeightSet("splatflow-kitti-2aa8e145.ckpt", "splatflow_kitti_50k.pth")}
-
 #: The official evaluation: Sintel streamed (motion feature carried); KITTI's multi-view _09.._11
 #: and Things triplets, the last flow.
 PROTOCOLS = {
@@ -487,7 +493,7 @@ RECIPE = TrainingRecipe(stages={
 })
 
 @register("splatflow", "SplatFlow (IJCV 2024): GMA + splatted motion feature of the previous pair", trainable=True,
-          weights=WEIGHTS, protocols=PROTOCOLS, recipe=RECIPE)
+          card=SPLATFLOW_CARD, protocols=PROTOCOLS, recipe=RECIPE, hyper_parameters=HYPER_PARAMETERS)
 def build_splatflow(weights: Any = None, **options: Any) -> SplatFlow:
     """SplatFlow. ``weights``: a checkpoint path (official, GMA, ptlflow, ours), ``"kitti"``, or None."""
     known = set(SplatFlowConfig.__dataclass_fields__)

@@ -54,7 +54,8 @@ from .blocks import (
     normalize_images,
     sequence_loss,
 )
-from .checkpoints import WeightSet
+from .cards import STREAMFLOW_CARD
+from .checkpoint_settings import HyperParameter, iterations_parameter
 from .multiframe import (
     ATTENTION_MODES,
     CORR_MODES,
@@ -72,6 +73,26 @@ RELEASED_GROUP_SIZE = 4
 MIN_PADDED_SIZE = 64  # 4 correlation levels at 1/8 resolution, and Twins' 8x8 global summaries
 SUPERVISION = ("all", "last")
 _HEAD_OUT = "update_block.flow_head.ffn2.2.bias"  # [2 (T-1)]: fixes the group size
+
+
+def _group_size(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise ValueError(value)
+    return value
+
+
+#: ptlflow's StreamFlow arguments (``ptlflow/models/streamflow/streamflow.py``) and what motion4d builds.
+HYPER_PARAMETERS = (
+    HyperParameter("decoder_dim", built=HIDDEN + CONTEXT),
+    HyperParameter("corr_levels", built=4),
+    HyperParameter("corr_radius", built=4),
+    HyperParameter("num_heads", built=1),
+    HyperParameter("pcupdater_conv", built=list(UPDATER_KERNELS)),
+    HyperParameter("k_conv", built=list(MOTION_KERNELS)),
+    HyperParameter("use_gma", built=True),
+    HyperParameter("T", option="group_size", to_option=_group_size),
+    iterations_parameter("iters"),
+)
 
 
 
@@ -222,6 +243,7 @@ class StreamFlow(FlowModel):
 
     min_frames: ClassVar[int] = 2
     trainable: ClassVar[bool] = True
+    checkpoint_hyper_parameters: ClassVar[tuple[HyperParameter, ...]] = HYPER_PARAMETERS
 
     def __init__(self, config: StreamFlowConfig | None = None, **options: Any) -> None:
         super().__init__()
@@ -444,8 +466,9 @@ def group_size_of(state: Mapping[str, torch.Tensor]) -> int:
     return bias.numel() // 2 + 1
 
 
-def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str, str]:
-    """Read a checkpoint path or state_dict as ``(state_dict, format, source)``.
+def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str, str, dict[str, Any]]:
+    """Read a checkpoint path or state_dict as ``(state_dict, format, source, meta)`` (see
+    :func:`~motion.models.checkpoints.read_checkpoint` for ``meta``).
 
     Accepts ``{'model': ...}`` with ``module.`` keys (official), raw state_dicts, ptlflow's ``.ckpt``
     and our own checkpoints.
@@ -455,16 +478,8 @@ def read_streamflow_weights(weights: Any) -> tuple[dict[str, torch.Tensor], str,
     state, fmt, meta = read_checkpoint(weights)
     if fmt == "motion4d" and meta.get("model") != "streamflow":
         raise CheckpointError(f"weights: checkpoint {weights} was saved for model {meta.get('model')!r}, not 'streamflow'")
-    return state, fmt, "<state_dict>" if isinstance(weights, Mapping) else str(weights)
+    return state, fmt, "<state_dict>" if isinstance(weights, Mapping) else str(weights), meta
 
-
-#: ptlflow's converted releases of the official StreamFlow weights.
-WEIGHTS = {
-    "things": WeightSet("streamflow-things-c640255a.ckpt", "streamflow-things.pth"),
-    "sintel": WeightSet("streamflow-sintel-af557e5e.ckpt", "streamflow-sintel.pth"),
-    "kitti": WeightSet("streamflow-kitti-eaafa6ed.ckpt", "streamflow-kitti.pth"),
-    "spring": WeightSet("streamflow-spring-092f8a17.ckpt", "streamflow-spring.pth"),
-}
 
 #: The official evaluation: Sintel / Things sequences in groups of T (stride T-1, end aligned);
 #: KITTI's multi-view frames _08.._11, the last flow.
@@ -483,7 +498,7 @@ RECIPE = TrainingRecipe(stages={
 })
 
 @register("streamflow", "StreamFlow (NeurIPS 2024): T-frame in-batch flow, Twins ISC encoder + GTR decoder", trainable=True,
-          weights=WEIGHTS, protocols=PROTOCOLS, recipe=RECIPE)
+          card=STREAMFLOW_CARD, protocols=PROTOCOLS, recipe=RECIPE, hyper_parameters=HYPER_PARAMETERS)
 def build_streamflow(weights: Any = None, **options: Any) -> StreamFlow:
     """StreamFlow. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"`` | ``"spring"``,
     or None. ``group_size`` defaults to the T the weights were trained for (4 without weights)."""
@@ -493,14 +508,15 @@ def build_streamflow(weights: Any = None, **options: Any) -> StreamFlow:
         raise InvalidArgumentError(f"unknown option(s) {unknown} for streamflow; accepted: {sorted(known)}")
     if weights is None:
         return StreamFlow(StreamFlowConfig(**options))
-    from .checkpoints import load_state
+    from .checkpoints import check_model_settings, load_state
 
-    state, fmt, source = read_streamflow_weights(weights)
+    state, fmt, source, meta = read_streamflow_weights(weights)
     needed = group_size_of(state)
     requested = options.setdefault("group_size", needed)
     if requested != needed:
         raise CheckpointError(f"weights {source} were trained for groups of T={needed} frames (group_size={needed}); "
                               f"they cannot run with group_size={requested}")
     model = StreamFlow(StreamFlowConfig(**options))
+    check_model_settings(model, meta, source, "streamflow")
     load_state(model, state, source=source, fmt=fmt, strict=True)
     return model

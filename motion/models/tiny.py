@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from motion.models.base import FlowModel, FlowOutput
+from motion.models.cards import TINY_FLOW_CARD
 from motion.registry import register
 from motion4d.checks import check_finite
 
@@ -51,7 +52,8 @@ class TinyFlow(FlowModel):
         return FlowOutput(iterations[-1], forward_iterations=iterations)
 
 
-@register("tiny-flow", "tiny conv flow regressor for smoke tests of training (not accurate)", trainable=True)
+@register("tiny-flow", "tiny conv flow regressor for smoke tests of training (not accurate)", trainable=True,
+          card=TINY_FLOW_CARD)
 def build_tiny_flow(weights: Any = None, width: int = 16, max_displacement: float = 32.0) -> TinyFlow:
     """``weights``: ``model_final.pth`` of ``motion4d train`` (or any state dict of this network) or None."""
     model = TinyFlow(width=width, max_displacement=max_displacement)

@@ -58,7 +58,8 @@ from .blocks import (
     sample_bilinear,
     sequence_loss,
 )
-from .checkpoints import WeightSet
+from .cards import VIDEOFLOW_BOF_CARD, VIDEOFLOW_MOF_CARD
+from .checkpoint_settings import HyperParameter, encoder_parameters, iterations_parameter
 
 HIDDEN = 128
 CONTEXT = 128
@@ -72,6 +73,23 @@ MIN_PADDED_SIZE = 64
 CORR_MODES = ("all_pairs", "on_the_fly")
 ATTENTION_MODES = ("auto", "dense", "fused")
 ENCODERS = ("twins", "basic")
+
+#: ptlflow's VideoFlow arguments (``ptlflow/models/videoflow/videoflow_{bof,mof}.py``, stored in its
+#: ``.ckpt`` ``hyper_parameters``) and what motion4d builds for each.
+BOF_HYPER_PARAMETERS = (
+    HyperParameter("corr_levels", built=CORR_LEVELS),
+    HyperParameter("corr_radius", built=CORR_RADIUS),
+    *encoder_parameters(),
+    HyperParameter("gma", built="GMA-SK2"),
+    HyperParameter("cost_heads_num", built=1),
+    iterations_parameter("decoder_depth"),
+)
+MOF_HYPER_PARAMETERS = BOF_HYPER_PARAMETERS + (
+    HyperParameter("feat_dim", built=HIDDEN + CONTEXT),
+    HyperParameter("Tfusion", built="stack"),
+    HyperParameter("down_ratio", built=8),
+    HyperParameter("context_3D", built=False),
+)
 
 
 @dataclass
@@ -578,6 +596,7 @@ class VideoFlowBOF(VideoFlow):
     """VideoFlow TROF/BOF: independent triplets, one flow to each neighbour of the centre frame."""
 
     frames_per_window: ClassVar[int] = 3
+    checkpoint_hyper_parameters: ClassVar[tuple[HyperParameter, ...]] = BOF_HYPER_PARAMETERS
 
     def __init__(self, config: VideoFlowConfig | None = None, **options: Any) -> None:
         config = config or VideoFlowConfig(**{"variant": "bof", **options})
@@ -590,6 +609,7 @@ class VideoFlowMOF(VideoFlow):
     """VideoFlow MOP/MOF: all interior frames refined jointly with a propagated motion state."""
 
     frames_per_window: ClassVar[int] = 5
+    checkpoint_hyper_parameters: ClassVar[tuple[HyperParameter, ...]] = MOF_HYPER_PARAMETERS
 
     def __init__(self, config: VideoFlowConfig | None = None, **options: Any) -> None:
         config = config or VideoFlowConfig(**{"variant": "mof", **options})
@@ -611,21 +631,6 @@ def _build(variant: str, weights: Any, options: dict[str, Any]) -> VideoFlow:
         load_weights(model, weights, model_name=f"videoflow-{variant}")
     return model
 
-
-#: ptlflow's converted releases of the official weights (ptlflow hosts no plain BOF_things.pth:
-#: BOF "things" is the 288x960 "noise" Things stage).
-BOF_WEIGHTS = {
-    "things": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
-    "things_288960noise": WeightSet("videoflow_bof-things_288960noise-d581490a.ckpt", "BOF_things_288960noise.pth"),
-    "sintel": WeightSet("videoflow_bof-sintel-c2010097.ckpt", "BOF_sintel.pth"),
-    "kitti": WeightSet("videoflow_bof-kitti-fa9af79c.ckpt", "BOF_kitti.pth"),
-}
-MOF_WEIGHTS = {
-    "things": WeightSet("videoflow_mof-things-e24551af.ckpt", "MOF_things.pth"),
-    "things_288960noise": WeightSet("videoflow_mof-things_288960noise-0615a42e.ckpt"),
-    "sintel": WeightSet("videoflow_mof-sintel-739e4d3a.ckpt", "MOF_sintel.pth"),
-    "kitti": WeightSet("videoflow_mof-kitti-293b4f59.ckpt", "MOF_kitti.pth"),
-}
 
 #: The official evaluation: BOF on triplets through the raw network (interior frame = centre);
 #: MOF on whole sequences (5-frame windows over the first-frame-repeated sequence), KITTI's
@@ -652,14 +657,16 @@ MOF_RECIPE = TrainingRecipe(stages={
 })
 
 @register("videoflow-bof", "VideoFlow TROF/BOF (ICCV 2023): 3-frame bidirectional flow, Twins-SVT + SK update", trainable=True,
-          weights=BOF_WEIGHTS, protocols=BOF_PROTOCOLS, recipe=BOF_RECIPE)
+          card=VIDEOFLOW_BOF_CARD, protocols=BOF_PROTOCOLS, recipe=BOF_RECIPE, hyper_parameters=BOF_HYPER_PARAMETERS)
 def build_videoflow_bof(weights: Any = None, **options: Any) -> VideoFlow:
-    """VideoFlow-BOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
+    """VideoFlow-BOF. ``weights``: a checkpoint path, a weight set of its card (``"things"``, ``"sintel"``,
+    ``"kitti"``), or None."""
     return _build("bof", weights, options)
 
 
 @register("videoflow-mof", "VideoFlow MOP/MOF (ICCV 2023): N-frame flow with motion propagation", trainable=True,
-          weights=MOF_WEIGHTS, protocols=MOF_PROTOCOLS, recipe=MOF_RECIPE)
+          card=VIDEOFLOW_MOF_CARD, protocols=MOF_PROTOCOLS, recipe=MOF_RECIPE, hyper_parameters=MOF_HYPER_PARAMETERS)
 def build_videoflow_mof(weights: Any = None, **options: Any) -> VideoFlow:
-    """VideoFlow-MOF. ``weights``: a checkpoint path, ``"things"`` | ``"sintel"`` | ``"kitti"``, or None."""
+    """VideoFlow-MOF. ``weights``: a checkpoint path, a weight set of its card (``"things"``,
+    ``"things_288960noise"``, ``"sintel"``, ``"kitti"``), or None."""
     return _build("mof", weights, options)

@@ -35,6 +35,7 @@ EXIT_INTERRUPTED = 130
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("motion4d.cli.info", "versions and available backends (CUDA, compiled ops, gsplat, open3d, PyAV)"),
+    "models": ("motion4d.cli.models", "model cards: papers, code and weight licences, weights, reported numbers, speed"),
     "demo": ("motion4d.cli.demo", "run the bundled demo: video in -> flow, tracks, pictures out"),
     "flow": ("motion4d.cli.flow", "optical flow for a video or frame folder"),
     "encode": ("motion4d.cli.encode", "ReynoldsFlow+ RGB encoding of a video for detectors"),

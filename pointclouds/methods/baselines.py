@@ -17,17 +17,18 @@ from motion4d.device import resolve_device
 from pointclouds.neighbors import knn
 
 from .common import SceneFlowOutput, Timer, check_pair
+from .cards import ICP_CARD, NN_CARD, ZERO_CARD
 from .registry import register_method, run_method
 
 
-@register_method("zero", "zero flow", options=("device",))
+@register_method("zero", "zero flow", options=("device",), card=ZERO_CARD)
 def zero_flow(source: Any, target: Any, *, device: Any = "cpu") -> SceneFlowOutput:
     """``flow = 0`` for every source point (target validated all the same)."""
     src, _ = check_pair(source, target, resolve_device(device))
     return SceneFlowOutput(torch.zeros_like(src).cpu(), "zero")
 
 
-@register_method("nn", "nearest-neighbour flow (q_nn(p) - p)", options=("device", "backend"))
+@register_method("nn", "nearest-neighbour flow (q_nn(p) - p)", options=("device", "backend"), card=NN_CARD)
 def nearest_neighbor_flow(source: Any, target: Any, *, device: Any = "cpu", backend: str = "auto") -> SceneFlowOutput:
     """``flow_i = nearest target point - p_i`` (KD-tree on the CPU, exact brute force on GPU)."""
     dev = resolve_device(device)
@@ -69,6 +70,7 @@ def _apply(T: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     "icp",
     "one rigid transform (point-to-point ICP, KD-tree + Kabsch)",
     options=("device", "max_iterations", "max_correspondence_distance", "tolerance", "init", "backend"),
+    card=ICP_CARD,
 )
 def icp_flow(
     source: Any,

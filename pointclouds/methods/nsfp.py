@@ -70,6 +70,7 @@ from pointclouds.neighbors import chamfer_distance, knn
 
 from .common import SceneFlowOutput, Timer, as_points, check_pair, chunks
 from .dt import DistanceGrid
+from .cards import NSFP_CARD, NSFP_FAST_CARD
 from .registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
@@ -517,14 +518,14 @@ _NSFP_OPTIONS = ("device", "progress", *(f.name for f in dataclasses.fields(NSFP
 
 
 @register_method("nsfp", "Neural Scene Flow Prior (per-pair MLP fit, truncated chamfer, cycle network)",
-                 options=_NSFP_OPTIONS)
+                 options=_NSFP_OPTIONS, card=NSFP_CARD)
 def nsfp_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
     """:func:`nsfp_flow` with the ``"nsfp"`` preset."""
     return nsfp_flow(source, target, preset="nsfp", **options)
 
 
 @register_method("nsfp-fast", "NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)",
-                 options=_NSFP_OPTIONS)
+                 options=_NSFP_OPTIONS, card=NSFP_FAST_CARD)
 def nsfp_fast_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
     """:func:`nsfp_flow` with the ``"nsfp-fast"`` preset."""
     return nsfp_flow(source, target, preset="nsfp-fast", **options)

@@ -44,6 +44,7 @@ from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn
 
 from .common import SceneFlowOutput, Timer, check_pair, split_options
+from .cards import SCOOP_CARD
 from .registry import register_method
 
 CHECKPOINT_FORMAT = "motion4d.scoop"
@@ -434,6 +435,7 @@ def untrained_scoop(seed: int = 0, **options: Any) -> SCOOP:
     "scoop",
     "SCOOP correspondence network + test-time refinement (needs weights=)",
     options=("weights", "preset", "device", "progress", "rows_per_chunk", *(f.name for f in dataclasses.fields(RefineConfig))),
+    card=SCOOP_CARD,
 )
 def scoop_flow(
     source: Any,
