@@ -64,6 +64,10 @@ class OpenCVFlow(FlowModel):
         return FlowOutput(forward=to_device(fwd), backward=None if bwd is None else to_device(bwd))
 
 
+DIS_MIN_SIDE = 32
+"""Frames are padded to at least this many pixels per side for DIS (see :meth:`DISFlow.pair_flow`)."""
+
+
 class DISFlow(OpenCVFlow):
     """OpenCV Dense Inverse Search with a preset (``ultrafast`` | ``fast`` | ``medium``)."""
 
@@ -81,7 +85,17 @@ class DISFlow(OpenCVFlow):
         self._dis = cv2.DISOpticalFlow_create(code)
 
     def pair_flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        flow = self._dis.calc(source, target, None)
+        import cv2
+
+        h, w = source.shape
+        pad_h, pad_w = max(0, DIS_MIN_SIDE - h), max(0, DIS_MIN_SIDE - w)
+        if pad_h or pad_w:
+            # OpenCV's DIS crashes the process (a segmentation fault, not an exception) on thin frames,
+            # e.g. 24x100 with the fast presets or 12x64 with medium: replicate the borders out to
+            # DIS_MIN_SIDE and crop the flow back.
+            pad = (0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+            source, target = cv2.copyMakeBorder(source, *pad), cv2.copyMakeBorder(target, *pad)
+        flow = self._dis.calc(source, target, None)[:h, :w]
         return np.ascontiguousarray(flow.transpose(2, 0, 1))
 
     def extra_repr(self) -> str:

@@ -64,3 +64,23 @@ def test_bad_arguments():
         motion.create("dis")(torch.rand(1, 1, 3, 16, 16))
     with pytest.raises(ShapeError):
         motion.create("dis")(torch.rand(1, 2, 1, 16, 16))
+
+
+def test_dis_survives_thin_frames():
+    """OpenCV's DIS segfaults on thin frames (24x100 fast, 12x64 medium, 8x40 any preset; measured
+    on OpenCV 5.1): the wrapper pads them, so the process lives and the flow has the frame's size.
+    Run in a child process, since the failure is a crash."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, motion\n"
+        "rng = np.random.default_rng(0)\n"
+        "for preset in ('dis-ultrafast', 'dis-fast', 'dis-medium'):\n"
+        "    model = motion.create(preset, device='cpu')\n"
+        "    for h, w in ((8, 8), (8, 40), (12, 64), (24, 100), (30, 512), (100, 24)):\n"
+        "        frames = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)\n"
+        "        assert model(frames).forward.shape == (1, 1, 2, h, w)\n"
+        "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-2000:])
