@@ -115,6 +115,16 @@ def warn(command: str, message: str) -> None:
 NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "overwrite", "out", "export"})
 
 
+def check_video(args: argparse.Namespace) -> None:
+    """Open ``args.video`` with the frame selection and close it: an unreadable or missing video is
+    refused before an output folder or a model exists."""
+    from motion.frames import open_video
+
+    selection = frame_selection(args)
+    selection.pop("on_damage")
+    open_video(args.video, **selection).close()
+
+
 def owned_output_folder(args: argparse.Namespace, config_name: str, source: Any, **settings: Any) -> Any:
     """An :class:`~motion4d.outputs.OutputFolder` for ``args.out`` owned by this run's source and settings.
 

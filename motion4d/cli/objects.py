@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from motion4d.cli.arguments import add_frame_selection, frame_selection, owned_output_folder, parse_options
+from motion4d.cli.arguments import add_frame_selection, check_video, frame_selection, owned_output_folder, parse_options
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = replace(ObjectOptions(), camera=args.camera, min_motion=args.min_motion, min_area=args.min_area,
                       min_frames=args.min_frames)
     out = Path(args.out)
+    check_video(args)
     with owned_output_folder(args, "objects_config.json", args.video, resize=selection["resize"]) as folder:
         objects = detect_objects(args.video, args.model, options=options, device=args.device, batch=args.batch,
                                  model_options=parse_options(args.option) or None, progress=not args.no_progress,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from motion4d.cli.arguments import (
     add_frame_selection,
+    check_video,
     frame_selection,
     owned_output_folder,
     parse_list,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if args.grid is None and queries is None:
             queries = mask_queries(mask, frame=args.query_frame, max_points=args.max_mask_points)
             mask = None
+    check_video(args)
     with owned_output_folder(args, "track_config.json", args.video, format=",".join(formats),
                              resize=selection["resize"]) as folder:
         tracks = track_points(

@@ -83,3 +83,5 @@ def test_bad_command_line_input_is_one_clean_error(name: str, clip: Path, tmp_pa
     assert "Traceback" not in err
     assert f"motion4d {argv[0]}: error: " in err and mentions in err, err
     assert not list(tmp_path.rglob(".*.tmp*"))
+    if name in ("flow on a missing video", "flow on a text file", "objects on a damaged video"):
+        assert not (tmp_path / "o").exists(), "an output folder was made for an input that failed its checks"
