@@ -6,13 +6,8 @@ Under torchrun too: each process takes one shard (``RANK`` / ``WORLD_SIZE``).
 import sys
 from pathlib import Path
 
-try:
-    from motion4d.cli import main
-except ImportError:  # a clone without install (or with an older one): the library next to this folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    for name in [m for m in sys.modules if m.split(".")[0] == "motion4d"]:
-        del sys.modules[name]
-    from motion4d.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's library, installed or not
+from motion4d.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["corpus", *sys.argv[1:]]))
