@@ -261,7 +261,7 @@ def test_training_output_holds_every_iteration():
 def test_toy_training_lowers_epe():
     from tests.motion.toy_training import toy_fit_epe
 
-    before, after = toy_fit_epe(motion.create("splatflow", device="cpu", train_iters=3, iters=3), steps=15)
+    before, after = toy_fit_epe(lambda: motion.create("splatflow", device="cpu", train_iters=3, iters=3), steps=15)
     assert after < 0.7 * before
 
 

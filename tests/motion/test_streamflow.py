@@ -214,7 +214,7 @@ def test_training_mode_gives_every_iteration_and_gradients():
 def test_toy_training_lowers_epe():
     from tests.motion.toy_training import toy_fit_epe
 
-    before, after = toy_fit_epe(motion.create("streamflow", device="cpu", group_size=3, train_iters=3, iters=3), steps=20)
+    before, after = toy_fit_epe(lambda: motion.create("streamflow", device="cpu", group_size=3, train_iters=3, iters=3), steps=20)
     assert after < 0.7 * before
 
 
