@@ -40,16 +40,24 @@ def _video_id(relative: str) -> str:
     return f"{stem}-{digest}"
 
 
-def video_bytes(path: Path) -> int:
-    """Size of a video file, or the summed size of a frame folder's images; -1 when it does not exist."""
+def video_stamp(path: Path) -> tuple[int, int]:
+    """``(bytes, mtime_ns)`` of a video file, or of a frame folder's images (summed size, latest
+    modification); ``(-1, -1)`` when it does not exist. A changed stamp means a changed video."""
     try:
         if path.is_dir():
             with os.scandir(path) as entries:
-                return sum(e.stat().st_size for e in entries
-                           if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
-        return path.stat().st_size
+                stats = [e.stat() for e in entries
+                         if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
+            return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=-1)
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
     except OSError:
-        return -1
+        return -1, -1
+
+
+def video_bytes(path: Path) -> int:
+    """Size of a video file, or the summed size of a frame folder's images; -1 when it does not exist."""
+    return video_stamp(path)[0]
 
 
 def _relative(path: Path, base: Path) -> str:

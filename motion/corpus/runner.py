@@ -101,15 +101,14 @@ def run_corpus(
     shard, launch = resolve_shard(shard_index, num_shards)
     options = list(options)
     out = Path(out_dir).resolve()  # workers elsewhere (Ray) and reruns from other folders see one path
-    corpus = freeze_corpus(source, out, refresh=refresh_list)
-    probe = corpus.videos[0]
-    if engine == "local":
+    if engine == "local":  # bad options fail before any work
         device = _local_device(options, device)
-        parse_task_args(task, task_argv(task, probe, out, options, device))  # bad options fail before any work
+        parse_task_args(task, task_argv(task, Video(str(out / "probe"), "probe"), out, options, device))
     else:
         from .ray_engine import check_ray_options
 
         check_ray_options(task, options, out, ray_options or {})
+    corpus = freeze_corpus(source, out, refresh=refresh_list)
     from motion.distributed import shard_items
 
     mine = shard_items(corpus.videos, *shard)

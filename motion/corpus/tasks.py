@@ -5,7 +5,8 @@ A task's options are that subcommand's command-line arguments (``["--model", "di
 once and runs every video it is given through the subcommand with that model. Outcomes:
 
 * ``done``: ``OUT/<id>/.done.json`` (written last, atomically) records the task, its options and
-  the video's size; a rerun skips the video while all three match;
+  the video's size and modification time when it was processed; a rerun skips the video while they
+  all match;
 * ``damaged``: the video reader raised :class:`~motion4d.errors.DamagedFileError` (truncated or
   corrupt file); ``OUT/<id>/.damaged.json`` records it and reruns skip the video until the file
   changes (or ``retry_damaged``);
@@ -21,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -31,7 +33,7 @@ from motion4d.atomic import atomic_write_text
 from motion4d.device import resolve_device
 from motion4d.errors import DamagedFileError, InvalidArgumentError
 
-from .listing import Video
+from .listing import Video, video_stamp
 
 #: task -> the ``motion4d`` subcommand that runs it
 TASKS: dict[str, str] = {"flow": "flow", "encode": "encode", "track": "track"}
@@ -39,6 +41,7 @@ TASKS: dict[str, str] = {"flow": "flow", "encode": "encode", "track": "track"}
 MODEL_TASKS = ("flow", "track")
 DONE_NAME = ".done.json"
 DAMAGED_NAME = ".damaged.json"
+ATTEMPT_NAME = ".attempt.json"  # the options and video version the folder's outputs belong to
 STATUSES = ("done", "damaged", "failed")
 
 
@@ -111,8 +114,8 @@ def settled_record(task: str, out_dir: Path, video: Video, options: Sequence[str
         marker = _marker(out_dir / video.id / name)
         if marker is None or marker.get("signature") != _signature(task, options):
             continue
-        if video.bytes >= 0 and marker.get("bytes", video.bytes) != video.bytes:
-            continue  # the file changed since: process it again
+        if [marker.get("bytes"), marker.get("mtime_ns")] != list(video_stamp(Path(video.path))):
+            continue  # the file changed (replaced, repaired) since: process it again
         return {k: v for k, v in marker.items() if k != "signature"}
     return None
 
@@ -159,14 +162,27 @@ class CorpusWorker:
         self.model = _build_model(task, probe)
         self.models_built = int(self.model is not None)
 
+    def _claim(self, folder: Path, stamp: list[int]) -> None:
+        """Start an attempt in ``folder``: what an earlier attempt with other options or on another version
+        of the video left there is removed (the subcommand would refuse it); the same attempt's partial
+        outputs are kept, so an interrupted video resumes where it stopped."""
+        attempt = {"signature": _signature(self.task, self.options), "stamp": stamp}
+        previous = _marker(folder / ATTEMPT_NAME)
+        if previous is not None and previous != attempt:
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / ATTEMPT_NAME, json.dumps(attempt))
+
     def process(self, video: Video, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
         """Run the task on ``video``; never raises for a failure of that video: returns its manifest record."""
         started = time.perf_counter()
-        record: dict[str, Any] = {"video": video.path, "id": video.id, "bytes": video.bytes, "task": self.task,
-                                  "shard": list(shard), "engine": self.engine, "device": self.resolved_device,
-                                  "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        size, mtime_ns = video_stamp(Path(video.path))  # of the version processed: a later change means redo
+        record: dict[str, Any] = {"video": video.path, "id": video.id, "bytes": size, "mtime_ns": mtime_ns,
+                                  "task": self.task, "shard": list(shard), "engine": self.engine,
+                                  "device": self.resolved_device, "host": socket.gethostname(), "pid": os.getpid(),
+                                  "started": time.time()}
         folder = self.out / video.id
-        folder.mkdir(parents=True, exist_ok=True)
+        self._claim(folder, [size, mtime_ns])
         log = io.StringIO()
         try:
             args = parse_task_args(self.task, task_argv(self.task, video, self.out, self.options, self.device))

@@ -89,10 +89,16 @@ def test_shards_take_every_video_once_and_tell_damaged_from_failed(corpus, tmp_p
     assert len(records(out)) == len(expected) + 1
     retried = rc.run_corpus(root, "flow", out, OPTIONS, shard_index=0, num_shards=1, retry_damaged=True, progress=False)
     assert retried.skipped == 3 and len(retried.damaged) == 2 and len(retried.failed) == 1
-    # other task options: the finished markers no longer match, so the videos are redone
-    third = rc.run_corpus(root, "flow", tmp_path / "out2", ["--model", "farneback", *OPTIONS[2:]],
-                          shard_index=0, num_shards=1, progress=False)
-    assert third.done == 3 and third.skipped == 0
+    shutil.copy(sample_video("carphone"), root / "noisy.mp4")  # repaired: same size, new content
+    repaired = rc.run_corpus(root, "flow", out, OPTIONS, shard_index=0, num_shards=1, progress=False)
+    assert repaired.done == 1 and repaired.damaged == [str(root.resolve() / "cut.mkv")]
+    assert rc.read_manifest(out)[str(root.resolve() / "noisy.mp4")]["status"] == "done"
+    # other task options into the same folder: the markers no longer match, every video is redone from scratch
+    third = rc.run_corpus(root, "flow", out, ["--model", "farneback", *OPTIONS[2:]], shard_index=0, num_shards=1,
+                          progress=False)
+    assert third.done == 4 and third.skipped == 0 and len(third.damaged) == 1
+    config = json.loads((out / rc.read_frozen(out / rc.LIST_NAME).videos[1].id / "flow_config.json").read_text())
+    assert config["model"] == "FarnebackFlow"
 
 
 def test_failures_exit_zero_unless_strict(corpus, tmp_path, capsys):
