@@ -158,7 +158,8 @@ class CorpusWorker:
             torch.set_num_threads(int(threads))
             cv2.setNumThreads(int(threads))
         probe = parse_task_args(task, task_argv(task, Video("probe", "probe"), self.out, self.options, device))
-        self.resolved_device = str(resolve_device(probe.device)) if isinstance(getattr(probe, "device", None), str) else "cpu"
+        asked = getattr(probe, "device", None)
+        self.resolved_device = str(resolve_device(asked)) if isinstance(asked, str) else "cpu"
         self.model = _build_model(task, probe)
         self.models_built = int(self.model is not None)
 
@@ -172,6 +173,8 @@ class CorpusWorker:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / ATTEMPT_NAME, json.dumps(attempt))
+        for name in (DONE_NAME, DAMAGED_NAME):  # an earlier outcome no longer holds while this attempt runs
+            (folder / name).unlink(missing_ok=True)
 
     def process(self, video: Video, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
         """Run the task on ``video``; never raises for a failure of that video: returns its manifest record."""
@@ -205,7 +208,6 @@ class CorpusWorker:
         atomic_write_text(folder / "log.txt", log.getvalue())
         marker = {"done": DONE_NAME, "damaged": DAMAGED_NAME}.get(record["status"])
         if marker is not None:  # written last: its presence means the outcome is final
-            (folder / (DAMAGED_NAME if marker == DONE_NAME else DONE_NAME)).unlink(missing_ok=True)
             atomic_write_text(folder / marker, json.dumps({**record, "signature": _signature(self.task, self.options)},
                                                           indent=2))
         return record

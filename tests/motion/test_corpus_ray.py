@@ -46,7 +46,8 @@ def cluster():
     """``ray start --head`` on 127.0.0.1 with 2 CPUs, no GPU; workers import this checkout."""
     temp = Path(tempfile.mkdtemp(prefix="m4dray-", dir="/tmp"))  # short: Ray's socket paths live under it
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # an idle test cluster has nothing to drain
            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
            "OMP_NUM_THREADS": "1"}
     log_path = temp / "head.log"
