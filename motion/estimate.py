@@ -272,7 +272,7 @@ def _resolve_model(model: str | FlowModel, device: torch.device, model_options: 
     if isinstance(model, FlowModel):
         if model_options:
             raise InvalidArgumentError("model_options apply only when model is given by name")
-        return model.to(device).eval(), type(model).__name__
+        return model.to(device).eval(), getattr(model, "registry_name", None) or type(model).__name__
     raise InvalidArgumentError(f"model must be a registered name or a FlowModel, got {type(model).__name__}")
 
 

@@ -255,6 +255,8 @@ def create(name: str, weights: Any = None, device: str | torch.device | None = "
         if unknown is None or unknown.group(1) not in options:
             raise
         raise InvalidArgumentError(f"model {name!r} takes no option {unknown.group(1)!r}") from exc
+    if not isinstance(getattr(type(model), "registry_name", None), property):
+        model.registry_name = name  # outputs and checkpoints record the registered name, not the class
     return model.to(target).eval()
 
 

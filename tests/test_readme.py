@@ -34,7 +34,7 @@ def python_blocks(slow: bool) -> list[str]:
 def command_lines() -> list[str]:
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             command = line.split("  #")[0].strip()
             if command.startswith(("motion4d ", "torchrun ")) :
                 lines.append(command)

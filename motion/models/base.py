@@ -71,6 +71,7 @@ class FlowModel(nn.Module):
     frames_per_window: ClassVar[int] = 2
     min_frames: ClassVar[int] = 2
     trainable: ClassVar[bool] = False
+    registry_name: str | None = None  # set by motion.create: the name the model was built under
 
     def __call__(self, frames: Any, *args: Any, value_range: float | None = None, **kwargs: Any) -> Any:
         """``model(frames)``: frames as the readers give them (uint8 ``[T, H, W, 3]``) or the model layout

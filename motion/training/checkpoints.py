@@ -3,6 +3,9 @@
 A checkpoint (``checkpoints/step_NNNNNNN.pt``, aliased as ``checkpoints/last.pt``) holds the model,
 optimizer, scheduler, AMP scaler, data position, every rank's RNG state and the history, plus the
 *settings* (recipe and run information) a resuming run must share for the resume to be bit-exact.
+A checkpoint resumes on any number of processes that divides its global batch: on the same number
+bit-exactly (every rank's generators are restored), on another with the same samples in the same
+global batches (see :class:`motion.distributed.ResumableDistributedSampler`).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from motion4d.atomic import atomic_path
@@ -65,15 +69,24 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_resumable(state: dict[str, Any], path: Path, settings: dict[str, Any], world_size: int) -> None:
     """Raise :class:`CheckpointError` unless the checkpoint ``state`` (read from ``path``) was written
-    with ``settings`` by ``world_size`` processes (an exact resume needs both)."""
+    with ``settings`` (the global batch among them) and its global batch splits over ``world_size``
+    processes. The number of processes that wrote it does not matter: the data order depends on
+    (seed, epoch) only and the position is counted in global batches."""
     old = state.get("settings", {})
     diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     if diff:
         raise CheckpointError(f"{path} was written with other settings {diff}: "
                               f"{ {k: old.get(k) for k in diff} } vs { {k: settings.get(k) for k in diff} }")
-    if len(state["rng"]) != world_size:
-        raise CheckpointError(f"{path} was written by {len(state['rng'])} processes, this run has "
-                              f"{world_size}: an exact resume needs the same number")
+    batch = settings.get("batch_size")
+    if isinstance(batch, int) and batch % world_size:
+        raise CheckpointError(f"{path}: its global batch {batch} does not split over {world_size} processes; "
+                              f"resume on a number of processes that divides {batch}")
+
+
+def resumed_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of rank ``rank``'s generators when a run resumes at ``step`` on another number of processes
+    (the saved per-rank states cannot be mapped onto the new ranks)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
 def write_training_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -46,6 +46,7 @@ from .checkpoints import (
     check_resumable,
     load_training_checkpoint,
     resume_path,
+    resumed_seed,
     run_settings,
     write_training_checkpoint,
 )
@@ -133,7 +134,9 @@ def train(
             dataset (defaults: :class:`AugmentConfig` and :meth:`AugmentConfig.sparse` at ``config.crop``).
         resume: ``"auto"`` / True: continue from ``out_dir/checkpoints/last.pt`` when it exists
             (bit-exactly: same samples, same updates); a path: from that checkpoint; None / False:
-            start over. The checkpoint must come from the same settings (else :class:`CheckpointError`).
+            start over. The checkpoint must come from the same settings (else :class:`CheckpointError`);
+            it may come from another number of processes (same global batch, same data order; the
+            updates then differ only by floating-point summation order).
         device: where to train (default: ``ctx.device``, else the model's device).
         ctx: :class:`motion.distributed.DistributedContext`; default: the initialised process group
             (``torchrun``), else a single process. Each rank trains a DDP replica on its share of
@@ -159,8 +162,10 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
 
     data = dataset if isinstance(dataset, ClipDataset) else ClipDataset(dataset, config, augment, sparse_augment)
-    sampler = ResumableDistributedSampler(data, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
-    batches_per_epoch = sampler.num_samples // per_rank
+    # the data order depends on (seed, epoch) only, never on the number of processes: checkpoints resume on any
+    sampler = ResumableDistributedSampler(data, ctx.world_size, ctx.rank, batch_size=config.batch_size, shuffle=True,
+                                          seed=config.seed, drop_last=True)
+    batches_per_epoch = sampler.batches_per_epoch
     if batches_per_epoch < 1:
         described = data.summary() if hasattr(data, "summary") else f"{len(data)} training clips"
         raise InvalidArgumentError(f"{described} are too few for a global batch of {config.batch_size}: lower batch_size")
@@ -191,7 +196,10 @@ def train(
         scaler.load_state_dict(state["scaler"])
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done"]
         history = list(state.get("history", []))
-        set_rng_state(state["rng"][ctx.rank])
+        if len(state["rng"]) == ctx.world_size:
+            set_rng_state(state["rng"][ctx.rank])
+        else:  # elastic resume: the data does not depend on these generators, only randomness inside the model does
+            seed_everything(resumed_seed(config.seed, step, ctx.rank))
     else:
         seed_everything(config.seed + ctx.rank)
     # find_unused_parameters: checkpoints keep modules the forward never calls (VideoFlow's GMA position
@@ -231,7 +239,7 @@ def train(
     window_start, window_samples = time.perf_counter(), 0
     batch = None
     while step < config.steps:
-        sampler.set_position(epoch, batches_done * per_rank)
+        sampler.set_position(epoch, batches_done)
         data.set_epoch(epoch)
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -8,12 +8,14 @@ per model (:mod:`motion.training.recipes`). A run adds the model and the data ar
 data-set mixtures (:mod:`motion.data.mixing`) with the papers' per-data-set zoom ranges and RAFT's
 sparse augmentation for KITTI / HD1K (:class:`~motion.training.mixture_clips.TrainClips`).
 
-Scale-out: under ``torchrun --nproc_per_node=N -m motion4d train ...`` (or ``srun``) every process
-reads RANK / WORLD_SIZE / LOCAL_RANK, joins an NCCL (GPU) or gloo (CPU) group and trains a
+Scale-out: under ``torchrun --nproc_per_node=N -m motion4d train ...`` or ``srun`` (one process per
+Slurm task; :mod:`motion.launch`) every process reads its rank, world size and local rank, joins an
+NCCL (GPU) or gloo (CPU) group and trains a
 DistributedDataParallel replica on ``batch_size / N`` samples of each global batch; only rank 0
 writes. Every random draw of a sample (reversal, zoom, flips, colour, crop) is seeded by ``(seed,
 epoch, index)``, so an N-process run sees exactly the samples a single process with the same global
-batch sees, and a resumed run the samples the interrupted one would have seen.
+batch sees, and a resumed run the samples the interrupted one would have seen, on the same or on
+another number of processes.
 
 Outputs in ``out_dir``: ``train_config.json``, ``train_log.csv`` (and TensorBoard events when
 ``tensorboard`` is installed), ``checkpoints/step_NNNNNNN.pt`` + ``checkpoints/last.pt`` (model,

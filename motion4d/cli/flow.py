@@ -33,7 +33,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     add_frame_selection(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, model=None) -> int:
+    """``model``: a FlowModel already built from these arguments (``motion4d corpus`` builds one per
+    worker and reuses it for every video); by default it is built here."""
     from pathlib import Path
 
     import motion
@@ -45,10 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_list(args.format, "--format", FORMATS)
     options = parse_options(args.option)
-    model = args.model
-    if args.weights is not None:
+    if model is not None:
+        options = {}
+    elif args.weights is not None:
         model = motion.create(args.model, weights=args.weights, device=args.device, **options)
         options = {}
+    else:
+        model = args.model
     result = estimate_flow(
         args.video,
         model,

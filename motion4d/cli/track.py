@@ -57,7 +57,9 @@ def _format_argument(args: argparse.Namespace) -> str:
     return args.export
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, model=None) -> int:
+    """``model``: a FlowModel already built from ``--model``/``--option`` (``motion4d corpus`` builds one
+    per worker and reuses it for every video); by default it is built from the name."""
     from motion.image_io import read_image
     from motion.track_io import export_tracks
     from motion.track_queries import read_queries
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                              resize=selection["resize"]) as folder:
         tracks = track_points(
             args.video,
-            args.model,
+            args.model if model is None else model,
             queries=queries,
             grid=args.grid,
             mask=mask,
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             options=ChainOptions(alpha=args.fb_alpha, beta=args.fb_beta, max_occluded=args.max_occluded),
             device=args.device,
             batch=args.batch,
-            model_options=parse_options(args.option) or None,
+            model_options=(parse_options(args.option) or None) if model is None else None,
             progress=not args.no_progress,
             **selection,
         )

@@ -3,7 +3,9 @@
 Trains any trainable registered flow model with the papers' staged recipe (FlyingThings3D, then the
 Sintel mixture ``100*sintel_clean+100*sintel_final+200*kitti+5*hd1k+things``, then KITTI) or a
 ``--mixture`` of your own. Scale-out: ``torchrun --nproc_per_node=N -m motion4d train ...`` (or
-``torchrun ... tools/train.py ...``); ``--batch-size`` is the global batch. Outputs in ``--out``:
+``torchrun ... tools/train.py ...``), or ``srun`` with one Slurm task per GPU (ranks, ``MASTER_ADDR``
+and ``MASTER_PORT`` come from Slurm's variables; see :mod:`motion.launch`); ``--batch-size`` is the
+global batch, and a checkpoint resumes on any number of processes that divides it. Outputs in ``--out``:
 ``train_config.json``, ``train_log.csv``, ``checkpoints/`` (``--resume auto`` continues
 bit-exactly), ``model_final.pth`` (the next stage's ``--init``) and ``preview.png``.
 """
