@@ -17,6 +17,25 @@ import numpy as np
 from motion4d.atomic import atomic_path, atomic_write_text
 
 
+def compare_picture(path: Path, truth: np.ndarray, renders: np.ndarray, times: np.ndarray, scores: list[float],
+                    split: str, rows: int = 6, min_height: int = 192) -> Path:
+    """``path``: labelled rows of ground truth | render | error (x4) for up to ``rows`` views spread
+    over the split, each enlarged (nearest neighbour) to at least ``min_height`` pixels."""
+    import cv2
+
+    from motion.visualize import save_png, side_by_side
+
+    scale = max(1, -(-min_height // truth.shape[1]))
+    enlarge = lambda image: cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)  # noqa: E731
+    panels, labels = [], []
+    for i in np.unique(np.linspace(0, len(truth) - 1, min(rows, len(truth))).astype(int)):
+        error = np.clip(np.abs(truth[i].astype(np.int16) - renders[i].astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+        panels += [enlarge(truth[i]), enlarge(renders[i]), enlarge(error)]
+        labels += [f"{split} view {i}, t={float(times[i]):.2f}: ground truth", f"render, PSNR {scores[i]:.1f} dB",
+                   "|error| x4"]
+    return save_png(path, side_by_side(panels, labels, columns=3))
+
+
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
     """Write ``uint8 [T, H, W, 3]`` as an H.264 MP4 (odd sizes padded to even)."""
     import av
@@ -58,7 +77,6 @@ def reconstruct_dnerf(
     the model is exported, split ``eval_split`` (if present, else the training views) is rendered
     and scored by PSNR. Returns the summary (Gaussians, iterations, PSNR, output paths).
     """
-    import cv2
 
     from motion4d.imaging import frames_to_tensor, psnr
     from splats.dnerf import read_dnerf
@@ -90,11 +108,9 @@ def reconstruct_dnerf(
               for p, g in zip(preds, scored.frames)]
     summary[f"psnr_{'eval' if scored is not train else 'train'}"] = float(np.mean(scores))
     side = np.concatenate([scored.frames, preds], axis=2)  # ground truth | render
-    n_show = min(6, len(side))
-    sheet = np.concatenate(list(side[np.linspace(0, len(side) - 1, n_show).astype(int)]), axis=0)
-    with atomic_path(renders / "compare.png") as tmp:
-        cv2.imwrite(str(tmp), sheet[..., ::-1])
-    summary["compare_image"] = str(renders / "compare.png")
+    split_name = "eval" if scored is not train else "train"
+    summary["compare_image"] = str(compare_picture(renders / "compare.png", scored.frames, preds, scored.times,
+                                                   scores, split_name))
     if videos:
         times = np.linspace(float(train.times.min()), float(train.times.max()), 40)
         cam = scored.cameras[0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import motion
 from motion4d.errors import CheckpointError, NonFiniteError, ShapeError
 from motion4d.imaging import psnr
 from splats.densify import Densifier, DensifyConfig
@@ -209,6 +210,9 @@ def test_reconstruct_cli_on_dnerf_layout(tmp_path):
     for name in ("config.json", "checkpoint.pt", "export/manifest.json", "export/gaussian_flow.ply",
                  "renders/compare.png", "renders/time_sweep.mp4"):
         assert (tmp_path / "run" / name).exists(), name
+    # issue #17: the comparison was 16 px tall and unlabelled; now labelled rows enlarged to >= 192 px
+    compare = motion.read_image(tmp_path / "run" / "renders" / "compare.png")
+    assert compare.shape[0] >= 2 * 192 and compare.shape[1] >= 3 * 192
     assert main(["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "run2")]) == 2
 
 
