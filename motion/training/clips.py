@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from motion4d.errors import InvalidArgumentError, ShapeError
+from motion4d.imaging import frames_to_tensor
 
 from ..data.base import FlowSample, reverse_pairs
 from .augment import ClipAugmentor, uniform
@@ -54,11 +55,10 @@ def clip_from_item(item: FlowSample | Mapping[str, Any]) -> dict[str, torch.Tens
         keys = sorted(item) if isinstance(item, Mapping) else type(item).__name__
         raise InvalidArgumentError(f"training items need 'frames' and 'flow_forward' (or be a FlowSample), got {keys}")
     frames = torch.as_tensor(np.asarray(item["frames"]) if not isinstance(item["frames"], torch.Tensor) else item["frames"])
-    if frames.dim() == 4 and frames.shape[-1] == 3 and frames.shape[1] != 3:
-        frames = frames.permute(0, 3, 1, 2)
-    if frames.dim() != 4 or frames.shape[1] != 3:
+    channels_last = frames.dim() == 4 and frames.shape[-1] == 3 and frames.shape[1] != 3
+    if not channels_last and (frames.dim() != 4 or frames.shape[1] != 3):
         raise ShapeError(f"frames must be [T, 3, H, W] or [T, H, W, 3], got {list(frames.shape)}")
-    frames = frames.float() / 255.0 if not frames.is_floating_point() else frames.float()
+    frames = frames_to_tensor(frames if channels_last else frames.movedim(1, -1))  # float [T, 3, H, W] in [0, 1]
     t, _, h, w = frames.shape
     clip = {"frames": frames}
     for direction in ("forward", "backward"):

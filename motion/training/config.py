@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from motion4d.checks import check_positive
+from motion4d.checks import check_float, check_int
 from motion4d.errors import InvalidArgumentError
 
 
@@ -114,15 +114,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "iters", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(getattr(self, name), name, minimum=1)
         for name in ("lr", "epsilon", "clip", "max_flow"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise InvalidArgumentError(f"{name} must be a finite number, got {value!r}")
-            check_positive(value, name)
-        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+            check_float(getattr(self, name), name, minimum=0.0)
+        check_float(self.weight_decay, "weight_decay", minimum=0.0, strict=False)
         if not 0 < self.gamma <= 1:
             raise InvalidArgumentError(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0 < self.pct_start < 1:
@@ -133,8 +128,7 @@ class TrainConfig:
             raise InvalidArgumentError(f"crop must be (height, width) >= 1, got {self.crop!r}")
         if self.amp not in (True, False, "auto"):
             raise InvalidArgumentError(f"amp must be True, False or 'auto', got {self.amp!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        check_int(self.num_workers, "num_workers", minimum=0)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
