@@ -103,3 +103,24 @@ def test_train_scoop_opens_training_splits_by_name(tmp_path) -> None:  # noqa: A
     ds = training_set(parser.parse_args(["--out", "x", "--dataset", "npz", "--root", str(generic),
                                      "--keys", "pc1,pc2,flow", "--num-points", "64"]))
     assert len(ds) == 3 and ds.keys["source"] == "pc1" and len(ds[0].source) == 64
+
+
+def test_metric_thresholds_are_flags(tmp_path, rng: np.random.Generator) -> None:  # noqa: ANN001
+    """A 15 cm object moved 16 mm: zero flow passes the lidar preset's 5 cm test, not the object preset's."""
+    src = rng.uniform(-0.075, 0.075, size=(200, 3)).astype(np.float32)
+    shift = np.array([0.016, 0.0, 0.0], np.float32)
+    np.save(tmp_path / "a.npy", src)
+    np.save(tmp_path / "b.npy", src + shift)
+    np.save(tmp_path / "gt.npy", np.tile(shift, (200, 1)))
+    base = ["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--method", "zero",
+            "--gt", str(tmp_path / "gt.npy"), "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "lidar")]) == 0
+    assert json.loads((tmp_path / "lidar" / "metrics.json").read_text())["metrics"]["acc_strict"] == 1.0
+    assert main(base + ["--out", str(tmp_path / "object"), "--thresholds", "object"]) == 0
+    report = json.loads((tmp_path / "object" / "metrics.json").read_text())
+    assert report["metrics"]["acc_strict"] == 0.0 and report["thresholds"]["strict"] == [0.005, 0.05]
+    # an explicit pair replaces the preset's: 2 cm passes a 16 mm error
+    assert main(base + ["--out", str(tmp_path / "own"), "--thresholds", "object", "--acc-strict", "0.02", "0.05"]) == 0
+    report = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert report["metrics"]["acc_strict"] == 1.0 and report["metrics"]["acc_relax"] == 0.0
+    assert main(base + ["--out", str(tmp_path / "bad"), "--outlier", "-1", "0.1"]) == 2
