@@ -73,7 +73,7 @@ from .dt import DistanceGrid
 from .registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-LOSSES = ("chamfer", "dt")
+LOSSES = ("chamfer", "dt", "nearest")
 INITS = ("default", "xavier")
 LR_SCHEDULES = ("constant", "cosine")
 HIDDEN_DTYPES = ("auto", "float32", "bfloat16")
@@ -114,6 +114,13 @@ class NSFPConfig:
         backend: kNN back-end (see :func:`pointclouds.neighbors.knn`).
         hidden_dtype: precision of the MLP's hidden products: ``"auto"`` (bfloat16 with float32
             accumulation on CPUs with native bf16, else float32), ``"float32"`` or ``"bfloat16"``.
+        scale_free: the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast` (``loss="nearest"``):
+            lengths in units of ``length_scale`` point spacings (``truncate`` in those units squared,
+            ``min_delta`` in those units), ``batch_points`` None = a quarter of the cloud (256-2,048).
+        length_scale: the scale-free unit, in median point spacings of the source.
+        rigid_init: start from the rigid motion of two ICP passes; the field fits the residual.
+        rigid_margin: keep the rigid flow where it fits the target at most this many local sampling
+            gaps worse than the field (neighbourhood means); None keeps the field everywhere.
     """
 
     hidden_size: int = 128
@@ -142,6 +149,10 @@ class NSFPConfig:
     chunk_size: int = 100_000
     backend: str = "auto"
     hidden_dtype: str = "auto"
+    scale_free: bool = False
+    length_scale: float = 10.0
+    rigid_init: bool = False
+    rigid_margin: float | None = None
 
     def validate(self) -> "NSFPConfig":
         check_int(self.hidden_size, "hidden_size", 1)
@@ -152,7 +163,7 @@ class NSFPConfig:
         if self.truncate is not None:
             check_float(self.truncate, "truncate")
         check_float(self.truncate_slope, "truncate_slope", strict=False)
-        if self.truncate_slope > 0 and self.loss != "dt":
+        if self.truncate_slope > 0 and self.loss == "chamfer":
             raise InvalidArgumentError("truncate_slope applies to loss='dt' only (NSFP drops truncated chamfer terms)")
         check_float(self.lr, "lr")
         check_float(self.weight_decay, "weight_decay", strict=False)
@@ -170,37 +181,50 @@ class NSFPConfig:
             raise InvalidArgumentError(f"batch_average must lie in [0, 1), got {self.batch_average}")
         if self.batch_points is not None:
             check_int(self.batch_points, "batch_points", 1)
-            if self.loss != "dt":
-                raise InvalidArgumentError("batch_points needs loss='dt' (a chamfer term over a subset is biased)")
+            if self.loss == "chamfer":
+                raise InvalidArgumentError("batch_points needs loss='dt' or 'nearest' (a chamfer term over a subset is biased)")
         check_float(self.reverse_weight, "reverse_weight", strict=False)
         check_int(self.reverse_refresh, "reverse_refresh", 1)
-        if self.reverse_weight > 0 and self.loss != "dt":
+        if self.reverse_weight > 0 and self.loss == "chamfer":
             raise InvalidArgumentError("reverse_weight applies to loss='dt' only (NSFP's chamfer already has its target-to-source term)")
         check_float(self.voxel_size, "voxel_size")
         check_int(self.dt_band, "dt_band", 1)
         check_int(self.chunk_size, "chunk_size", 1)
         check_choice(self.hidden_dtype, "hidden_dtype", HIDDEN_DTYPES)
-        if self.loss == "dt" and self.backward_flow:
-            raise InvalidArgumentError("loss='dt' is forward-only: set backward_flow=False")
+        if self.loss in ("dt", "nearest") and self.backward_flow:
+            raise InvalidArgumentError(f"loss={self.loss!r} is forward-only: set backward_flow=False")
+        check_float(self.length_scale, "length_scale")
+        if self.rigid_margin is not None:
+            check_float(self.rigid_margin, "rigid_margin", strict=False)
+        if (self.loss == "nearest") != bool(self.scale_free):
+            raise InvalidArgumentError("loss='nearest' and scale_free=True go together (the scale-free fast fit)")
+        if self.rigid_init and not self.scale_free:
+            raise InvalidArgumentError("rigid_init needs scale_free=True")
         return self
 
 
 PRESETS: dict[str, NSFPConfig] = {
     "nsfp": NSFPConfig(),
     "nsfp-fast": NSFPConfig(
-        loss="dt",
+        loss="nearest",
+        scale_free=True,
+        rigid_init=True,
+        rigid_margin=0.25,
+        length_scale=10.0,
+        hidden_size=64,
+        num_layers=4,
         backward_flow=False,
         init="xavier",
         truncate=1.0,
         truncate_slope=0.1,
         lr_schedule="cosine",
         reverse_weight=1.0,
-        reverse_refresh=5,
-        batch_points=256,
-        batch_iterations=200,
+        reverse_refresh=20,
+        batch_points=None,
+        batch_iterations=100,
         batch_average=0.95,
-        max_iterations=210,
-        patience=10,
+        max_iterations=115,
+        patience=5,
         min_delta=1e-3,
     ),
 }
@@ -551,6 +575,10 @@ def fit_nsfp(
     cfg = (config or NSFPConfig()).validate()
     dev = resolve_device(device)
     src, tgt = check_pair(source, target, dev)
+    if cfg.scale_free:
+        from .nsfp_fast import fit_fast
+
+        return fit_fast(src, tgt, cfg, dev, warm_start=warm_start, progress=progress)
     with Timer(dev) as timer:
         net = copy.deepcopy(warm_start).to(dev) if warm_start is not None else build_field(cfg, dev)
         inverse = copy.deepcopy(net) if cfg.backward_flow else None
@@ -653,7 +681,8 @@ def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "
         time_s=result.time_s,
         iterations=result.iterations,
         loss=result.best_loss,
-        extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg)},
+        extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg),
+                **getattr(result, "extras", {})},
     )
 
 

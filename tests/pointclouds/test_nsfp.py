@@ -24,6 +24,8 @@ from pointclouds.methods.nsfp import (
 )
 
 SMALL = {"hidden_size": 32, "num_layers": 3}
+#: the distance-transform (Fast NSF grid) variant, no longer the nsfp-fast preset but still an option
+GRID = {"loss": "dt", "scale_free": False, "rigid_init": False, "rigid_margin": None}
 
 
 def test_early_stopping_follows_nsfp_rule() -> None:
@@ -59,7 +61,8 @@ def test_chunked_lookup_loss_with_reverse_term_equals_the_unchunked_one(rng: np.
     reverse_idx = torch.from_numpy(rng.integers(0, len(src), len(tgt)))
     grads, losses = [], []
     for chunk in (10_000, 23):
-        cfg = make_config("nsfp-fast", chunk_size=chunk, truncate=1.0, truncate_slope=0.1, reverse_weight=0.7, **SMALL)
+        cfg = make_config("nsfp-fast", chunk_size=chunk, truncate=1.0, truncate_slope=0.1, reverse_weight=0.7,
+                          **GRID, **SMALL)
         net = build_field(cfg, torch.device("cpu")).double()
         loss, _ = _loss_step(net, None, src, tgt, grid, cfg, reverse_idx)
         grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
@@ -123,10 +126,10 @@ def test_best_loss_snapshot_is_kept() -> None:
     assert chamfer_distance(last, torch.from_numpy(tgt), truncate=cfg.truncate).loss.item() >= result.best_loss - 1e-7
 
 
-def test_fast_mode_recovers_a_translation(rng: np.random.Generator) -> None:
+def test_grid_mode_recovers_a_translation(rng: np.random.Generator) -> None:
     src, tgt, gt = _translated_pair(rng)
     opts = dict(device="cpu", max_iterations=100, patience=100, voxel_size=0.05, batch_points=128, batch_iterations=60,
-                **SMALL)
+                **GRID, **SMALL)
     out = estimate_scene_flow(src, tgt, method="nsfp-fast", **opts)
     assert scene_flow_metrics(out.flow, gt)["epe3d"] < 0.1
     assert out.extras["config"]["loss"] == "dt" and not out.extras["config"]["backward_flow"]
