@@ -378,6 +378,7 @@ class NSFPResult:
     time_s: float
     dt_build_s: float = 0.0
     losses: list[float] = dataclasses.field(default_factory=list)  # loss of every full-cloud step
+    point_steps: int = 0  # points pushed through a network (forward and backward), summed over steps and networks
 
 
 # --------------------------------------------------------------------------------------- losses
@@ -602,7 +603,7 @@ def fit_nsfp(
         averaged = [p.detach().clone() for p in net.parameters()] if batch_steps and cfg.batch_average > 0 else None
         stopper = EarlyStopping(cfg.patience, cfg.min_delta)
         best_loss, best_flow, best_iteration = math.inf, torch.zeros_like(src), 0
-        bar, history = None, []
+        bar, history, point_steps = None, [], 0
         forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
         if progress:
             from tqdm.auto import tqdm
@@ -645,11 +646,13 @@ def fit_nsfp(
                     term = term + cfg.reverse_weight * rev.mean()
                 term.backward()
                 loss = term.item()
+                point_steps += len(points)
                 if not math.isfinite(loss):
                     break
             else:
                 loss, flow = _loss_step(net, inverse, src, tgt, grid, cfg, reverse_idx if reverse else None, indices)
                 history.append(loss)
+                point_steps += len(src) * (2 if inverse is not None else 1)
                 last_flow = flow
                 if math.isfinite(loss) and loss < best_loss:
                     best_loss, best_flow, best_iteration = loss, flow, iteration
@@ -668,7 +671,8 @@ def fit_nsfp(
                 bar.set_postfix(loss=f"{loss:.4g}", stall=f"{stopper.bad_steps}/{cfg.patience}")
         if bar is not None:
             bar.close()
-    return NSFPResult(best_flow, net, best_loss, best_iteration, iteration, timer.seconds, dt_seconds, history)
+    return NSFPResult(best_flow, net, best_loss, best_iteration, iteration, timer.seconds, dt_seconds, history,
+                      point_steps)
 
 
 def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "auto", progress: bool = False, **options: Any) -> SceneFlowOutput:
@@ -682,6 +686,8 @@ def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "
         iterations=result.iterations,
         loss=result.best_loss,
         extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg),
+                "point_steps": result.point_steps,
+                "network_parameters": sum(p.numel() for p in result.field.parameters()),
                 **getattr(result, "extras", {})},
     )
 

@@ -153,6 +153,7 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
         forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
         best_loss, best_flow, best_iteration = math.inf, rigid.clone(), 0
         history: list[float] = []
+        point_steps = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -194,9 +195,11 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
                     term = term + cfg.reverse_weight * _leaky(_distance(x[pulled] + f[batch:], y[pick_t]), r, slope).mean()
                 term.backward()
                 loss = term.item()
+                point_steps += len(points)
                 if not math.isfinite(loss):
                     break
                 if iteration % cfg.reverse_refresh == 0 and reverse:
+                    point_steps += n  # the forward pass below (no backward: counted once)
                     with torch.no_grad():
                         flow_now = rigid + net(x)
             else:
@@ -211,6 +214,7 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
                     term = term + cfg.reverse_weight * _leaky(_distance(warped[reverse_idx], y), r, slope).mean()
                 term.backward()
                 loss = term.item()
+                point_steps += n
                 flow_now = f.detach()
                 history.append(loss)
                 if math.isfinite(loss) and loss < best_loss:
@@ -235,7 +239,8 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
         if cfg.rigid_margin is not None and cfg.rigid_init:
             flow, kept_rigid = choose_rigid(x, y, y_index, normals(y), rigid, flow, cfg.rigid_margin)
         flow = flow * unit
-    result = NSFPResult(flow, net, best_loss * unit, best_iteration, iteration, timer.seconds, 0.0, [h * unit for h in history])
+    result = NSFPResult(flow, net, best_loss * unit, best_iteration, iteration, timer.seconds, 0.0,
+                        [h * unit for h in history], point_steps)
     result.extras = {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
                      "batch_points": batch}
     return result

@@ -74,7 +74,8 @@ def test_errors_exit_with_code_2(tmp_path, rng: np.random.Generator, capsys) -> 
     assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "missing.npy"), "--out", out]) == 2
     assert main(["sceneflow", "--out", out, "--method", "zero"]) == 2
     assert main(["sceneflow", "--dataset", "kitti_s", "--out", out]) == 2
-    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), "--out", out, "--method", "scoop"]) == 2
+    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), "--out", out, "--method", "scoop",
+                 "--weights", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_train_scoop_tool_writes_a_loadable_checkpoint(tmp_path) -> None:  # noqa: ANN001
@@ -124,3 +125,14 @@ def test_metric_thresholds_are_flags(tmp_path, rng: np.random.Generator) -> None
     report = json.loads((tmp_path / "own" / "metrics.json").read_text())
     assert report["metrics"]["acc_strict"] == 1.0 and report["metrics"]["acc_relax"] == 0.0
     assert main(base + ["--out", str(tmp_path / "bad"), "--outlier", "-1", "0.1"]) == 2
+
+
+def test_scoop_without_weights_uses_the_packaged_checkpoint(tmp_path, rng: np.random.Generator) -> None:  # noqa: ANN001
+    """Before issue #21 ``--method scoop`` without ``--weights`` stopped with an error."""
+    src = rng.uniform(-3, 3, size=(200, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", src)
+    np.save(tmp_path / "b.npy", src + np.array([0.1, 0.0, 0.0], np.float32))
+    with pytest.warns(UserWarning, match="not the paper's weights"):
+        assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(tmp_path / "o"),
+                     "--method", "scoop", "--option", "steps=5", "--device", "cpu", "--no-progress"]) == 0
+    assert np.load(tmp_path / "o" / "flow.npy").shape == (200, 3)

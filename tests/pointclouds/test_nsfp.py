@@ -255,3 +255,106 @@ def test_nsfp_fast_stays_close_to_nsfp() -> None:
     fast = np.mean([_scene_epe("nsfp-fast", seed, nonrigid) for seed, nonrigid in SCENES])
     full = np.mean([_scene_epe("nsfp", seed, nonrigid) for seed, nonrigid in SCENES])
     assert fast < 1.1 * full, (fast, full)
+
+
+def test_stop_forecast_is_early_stopping_aware() -> None:
+    """On a geometrically settling loss the forecast final step, made at a third of the run, is within
+    30 % of where EarlyStopping really stops (the old bar's total was max_iterations: 5,000)."""
+    from pointclouds.methods.nsfp import StopForecast
+
+    patience, min_delta = 30, 1e-4
+    losses = [0.01 + 0.5 * 0.985**t for t in range(5000)]
+    stopper = EarlyStopping(patience, min_delta)
+    stop = next(t for t, v in enumerate(losses, start=1) if stopper.step(v))
+    forecast = StopForecast(patience, min_delta, 5000)
+    guesses = [forecast.update(t, v) for t, v in enumerate(losses[:stop], start=1)]
+    assert all(g is None for g in guesses[: 2 * patience])
+    third = guesses[stop // 3]
+    assert third is not None and abs(third - stop) < 0.3 * stop, (third, stop)
+    assert guesses[-1] == pytest.approx(stop, abs=patience)
+    assert all(g is None or g <= 5000 for g in guesses)
+
+
+def test_stop_forecast_on_a_real_fit(rng: np.random.Generator) -> None:
+    from pointclouds.methods.nsfp import StopForecast
+
+    src, tgt, _ = _translated_pair(rng, 300)
+    cfg = make_config("nsfp", backward_flow=False, **SMALL)
+    result = fit_nsfp(src, tgt, cfg, device="cpu")
+    assert len(result.losses) == result.iterations < cfg.max_iterations
+    forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
+    guesses = [forecast.update(t, v) for t, v in enumerate(result.losses, start=1)]
+    half = next((g for g in guesses[result.iterations // 2:] if g is not None), None)
+    assert half is not None and half < 3 * result.iterations, (half, result.iterations)
+
+
+def test_reused_indices_give_nsfps_chamfer(rng: np.random.Generator) -> None:
+    """The lean loss with prebuilt KD-trees equals chamfer_distance's (both directions, truncated, cycle)."""
+    from pointclouds.methods.nsfp import NearestIndex
+    from pointclouds.neighbors import chamfer_distance
+
+    src = torch.from_numpy(rng.uniform(-2, 2, size=(300, 3)).astype(np.float32))
+    tgt = torch.from_numpy(rng.uniform(-2, 2, size=(280, 3)).astype(np.float32))
+    cfg = make_config("nsfp", truncate=1.0, hidden_dtype="float32", **SMALL)
+    net, inverse = build_field(cfg, torch.device("cpu")), build_field(cfg, torch.device("cpu"))
+    loss, flow = _loss_step(net, inverse, src, tgt, None, cfg, indices=(NearestIndex(src), NearestIndex(tgt)))
+    with torch.no_grad():
+        warped = src + net(src)
+        back = warped - inverse(warped)
+        expected = chamfer_distance(warped, tgt, truncate=1.0).loss + chamfer_distance(back, src, truncate=1.0).loss
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(flow, warped - src)
+
+
+def test_bf16_hidden_products_stay_close_to_float32(rng: np.random.Generator) -> None:
+    from pointclouds.methods.nsfp import FlowField
+
+    torch.manual_seed(0)
+    exact = FlowField(64, 4)
+    half = FlowField(64, 4, hidden_dtype=torch.bfloat16)
+    half.load_state_dict(exact.state_dict())
+    x = torch.from_numpy(rng.normal(size=(500, 3)).astype(np.float32))
+    a, b = exact(x), half(x)
+    assert b.dtype == torch.float32
+    assert (a - b).norm() / a.norm() < 2e-2
+    assert make_config("nsfp", hidden_dtype="float32").hidden_dtype == "float32"
+    with pytest.raises(InvalidArgumentError):
+        make_config("nsfp", hidden_dtype="float16")
+
+
+def _box_room(rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walls of a box room seen twice (independent samples) after a small rigid motion, plus a moved box."""
+    def surface(n: int) -> np.ndarray:
+        p = rng.uniform(-1, 1, size=(n, 3)) * np.array([3.0, 2.0, 1.5])
+        axis = rng.integers(0, 3, n)
+        p[np.arange(n), axis] = np.sign(rng.uniform(-1, 1, n)) * np.array([3.0, 2.0, 1.5])[axis]
+        return p
+    R = np.array([[np.cos(0.04), -np.sin(0.04), 0], [np.sin(0.04), np.cos(0.04), 0], [0, 0, 1]])
+    t = np.array([0.15, -0.05, 0.02])
+    src = surface(1500)
+    tgt = surface(1500) @ R.T + t
+    flow = src @ R.T + t - src
+    return (src * scale).astype(np.float32), (tgt * scale).astype(np.float32), (flow * scale).astype(np.float32)
+
+
+def test_fast_mode_is_scale_free(rng: np.random.Generator) -> None:
+    """nsfp-fast on a room and on the same room 40x larger (a street): the same flow, scaled."""
+    src, tgt, gt = _box_room(rng, 1.0)
+    small = estimate_scene_flow(src, tgt, method="nsfp-fast", device="cpu", hidden_dtype="float32")
+    large = estimate_scene_flow(src * 40, tgt * 40, method="nsfp-fast", device="cpu", hidden_dtype="float32")
+    np.testing.assert_allclose(large.numpy() / 40, small.numpy(), atol=2e-3)
+    assert scene_flow_metrics(small.flow, gt)["epe3d"] < 0.2 * scene_flow_metrics(
+        estimate_scene_flow(src, tgt, method="nn").flow, gt)["epe3d"]
+    assert small.extras["spacing"] * 40 == pytest.approx(large.extras["spacing"], rel=1e-4)
+
+
+def test_fast_mode_does_not_depend_on_the_vertical_axis(rng: np.random.Generator) -> None:
+    src, tgt, gt = _box_room(rng, 1.0)
+    from pointclouds.benchmark.meshes import random_rotation
+
+    R = random_rotation(np.random.default_rng(5)).astype(np.float32)
+    upright = estimate_scene_flow(src, tgt, method="nsfp-fast", device="cpu")
+    turned = estimate_scene_flow(src @ R.T, tgt @ R.T, method="nsfp-fast", device="cpu")
+    a = scene_flow_metrics(upright.flow, gt)["epe3d"]
+    b = scene_flow_metrics(turned.flow, gt @ R.T)["epe3d"]
+    assert b < 1.5 * a + 0.01 and a < 1.5 * b + 0.01, (a, b)
