@@ -78,9 +78,12 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
 
     reg = o3d.pipelines.registration
     clouds = []
-    for points in (src, tgt):
+    source = src.detach().cpu().double().numpy()
+    if len(source) > ICP_POINTS:  # a rigid motion needs no more points than this (ICP cost grows with them)
+        source = source[np.random.default_rng(0).choice(len(source), ICP_POINTS, replace=False)]
+    for points in (source, tgt.detach().cpu().double().numpy()):
         cloud = o3d.geometry.PointCloud()
-        cloud.points = o3d.utility.Vector3dVector(points.detach().cpu().double().numpy())
+        cloud.points = o3d.utility.Vector3dVector(points)
         clouds.append(cloud)
     clouds[1].estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
     candidates = [np.eye(4)]
@@ -88,7 +91,7 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
         T = np.eye(4)
         for radius in radii:
             T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator,
-                                     reg.ICPConvergenceCriteria(1e-7, 1e-7, 30)).transformation
+                                     reg.ICPConvergenceCriteria(1e-6, 1e-6, 25)).transformation
         candidates.append(np.array(T))
     # score: robust mean point-to-plane distance (capped at 3 s); a count of close points would favour
     # "no motion" for lidar rings, whose pattern repeats in both sweeps, a point-to-plane distance
@@ -108,6 +111,10 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
 
     scores = [score(T) for T in candidates]
     return torch.from_numpy(candidates[int(np.argmin(scores))]).to(src.device)
+
+
+ICP_POINTS = 3000
+"""Source points (a random subset) that the rigid start registers."""
 
 
 def _leaky(d: torch.Tensor, r: float, slope: float) -> torch.Tensor:
