@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full-scenes", type=int, default=2)
     parser.add_argument("--base", default="8bea2ea")
+    parser.add_argument("--hidden-dtype", default="float32", help="the current version's hidden_dtype (float32: default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_base(args.base)
@@ -69,13 +71,15 @@ def main() -> int:
     times: dict[str, list[float]] = {k: [] for k in versions}
     for name, mod in versions.items():  # warm-up
         mod.fit_nsfp(s.source, s.target, mod.make_config("nsfp", max_iterations=2), device="cpu")
+    extra = {"now": {"hidden_dtype": args.hidden_dtype}, "before": {}}
     for _ in range(args.repeats):
         for name, mod in versions.items():
-            cfg = mod.make_config("nsfp", max_iterations=args.iterations, patience=10 * args.iterations)
+            cfg = mod.make_config("nsfp", max_iterations=args.iterations, patience=10 * args.iterations, **extra[name])
             start = time.perf_counter()
             mod.fit_nsfp(s.source, s.target, cfg, device="cpu")
             times[name].append((time.perf_counter() - start) / args.iterations)
     med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"load average {os.getloadavg()[0]:.2f}; now: hidden_dtype={args.hidden_dtype}")
     print(f"NSFP per iteration at {args.points} points, {args.threads} thread(s), {args.repeats} alternating runs "
           f"of {args.iterations} steps: before {med['before'] * 1e3:.1f} ms, now {med['now'] * 1e3:.1f} ms, "
           f"{med['before'] / med['now']:.2f}x faster")
@@ -86,7 +90,7 @@ def main() -> int:
         row = {}
         for name, mod in versions.items():
             start = time.perf_counter()
-            r = mod.fit_nsfp(pair.source, pair.target, mod.make_config("nsfp"), device="cpu")
+            r = mod.fit_nsfp(pair.source, pair.target, mod.make_config("nsfp", **extra[name]), device="cpu")
             row[name] = (r.iterations, scene_flow_metrics(r.flow, pair.flow, pair.mask)["epe3d"], time.perf_counter() - start)
         b, n = row["before"], row["now"]
         print(f"| {pair.name} | {b[0]} | {n[0]} | {b[1]:.4f} | {n[1]:.4f} | {n[1] / b[1]:.4f} | {b[2]:.1f} | {n[2]:.1f} |",

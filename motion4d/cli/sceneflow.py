@@ -5,7 +5,9 @@ Pair mode (:mod:`pointclouds.scene_flow_pair`)::
     motion4d sceneflow SOURCE TARGET --out DIR [--method nsfp] [--gt FLOW.npy]
 
 writes ``DIR/flow.npy``, ``DIR/flow.png``, ``DIR/flow.ply``, ``DIR/metrics.json`` and
-``DIR/sceneflow_config.json``.
+``DIR/sceneflow_config.json``. Metric thresholds: ``--thresholds lidar`` (5 / 10 / 30 cm, the
+literature's) or ``object`` (5 mm / 1 cm / 3 cm), each test replaceable with ``--acc-strict``,
+``--acc-relax``, ``--outlier METRES RATIO``.
 
 Data-set mode (:mod:`pointclouds.scene_flow_evaluation`)::
 
@@ -31,7 +33,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="TARGET_CLOUD", help="pair mode: target cloud")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--method", default="nsfp", choices=METHODS, help="scene-flow method (default nsfp)")
-    parser.add_argument("--weights", default=None, help="SCOOP checkpoint (the authors' .tar or ours)")
+    parser.add_argument("--weights", default=None,
+                        help="SCOOP checkpoint (the authors' .tar or ours; default: the packaged 'synthetic' one)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option, repeatable (e.g. patience=10)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

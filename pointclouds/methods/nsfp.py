@@ -112,8 +112,11 @@ class NSFPConfig:
         dt_band: exact near field of the lookup grid in voxels (see :class:`~.dt.DistanceGrid`).
         chunk_size: points per chunk above which the loss is accumulated chunk by chunk.
         backend: kNN back-end (see :func:`pointclouds.neighbors.knn`).
-        hidden_dtype: precision of the MLP's hidden products: ``"auto"`` (bfloat16 with float32
-            accumulation on CPUs with native bf16, else float32), ``"float32"`` or ``"bfloat16"``.
+        hidden_dtype: precision of the MLP's hidden products: ``"float32"`` (default: NSFP's results),
+            ``"bfloat16"`` (float32 accumulation) or ``"auto"`` (bfloat16 on CPUs with native bf16, else
+            float32). bf16 makes an 8k-point NSFP step about 2x faster on such CPUs but changes the
+            trajectory: early stopping ends at other iterations, EPE3D moves by several percent either
+            way (``bench/nsfp_speed.py``).
         scale_free: the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast` (``loss="nearest"``):
             lengths in units of ``length_scale`` point spacings (``truncate`` in those units squared,
             ``min_delta`` in those units), ``batch_points`` None = a quarter of the cloud (256-2,048).
@@ -148,7 +151,7 @@ class NSFPConfig:
     dt_band: int = 6
     chunk_size: int = 100_000
     backend: str = "auto"
-    hidden_dtype: str = "auto"
+    hidden_dtype: str = "float32"
     scale_free: bool = False
     length_scale: float = 10.0
     rigid_init: bool = False
