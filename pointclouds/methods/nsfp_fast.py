@@ -29,17 +29,15 @@ comes from the data:
 """
 from __future__ import annotations
 
-import copy
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .common import Timer
-
-if TYPE_CHECKING:
-    from .nsfp import NSFPConfig, NSFPResult
+from .fitting import EarlyStopping, NearestIndex, StopForecast, cosine_lr
 
 
 def point_spacing(points: torch.Tensor, sample: int = 4096, seed: int = 0) -> float:
@@ -125,10 +123,15 @@ def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).square().sum(-1).clamp_min(1e-12).sqrt()
 
 
-def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch.device,
-             warm_start: Any = None, progress: bool = False) -> "NSFPResult":
-    """The scale-free fast fit (see the module docstring) of validated ``src [N, 3]``, ``tgt [M, 3]``."""
-    from .nsfp import EarlyStopping, NearestIndex, NSFPResult, StopForecast, _cosine_lr, build_field
+def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, net: nn.Module,
+             start_rigid: bool = True, progress: bool = False) -> dict[str, Any]:
+    """The scale-free fast fit (see the module docstring) of validated ``src [N, 3]``, ``tgt [M, 3]``.
+
+    ``cfg`` is an :class:`~pointclouds.methods.nsfp.NSFPConfig`, ``net`` the field to fit (an NSFP
+    :class:`~pointclouds.methods.nsfp.FlowField`; ``start_rigid`` zeroes its last layer so that the fit
+    starts at the rigid flow). Returns ``flow [N, 3]`` (m), ``best_loss``, ``best_iteration``,
+    ``iterations``, ``seconds``, ``losses``, ``point_steps`` and ``extras``.
+    """
 
     with Timer(dev) as timer:
         spacing = point_spacing(src)
@@ -140,8 +143,7 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
             rigid = ((src.double() @ T[:3, :3].T + T[:3, 3]).float() - src) / unit
         else:
             T, rigid = torch.eye(4, dtype=torch.float64, device=dev), torch.zeros_like(src)
-        net = copy.deepcopy(warm_start).to(dev) if warm_start is not None else build_field(cfg, dev)
-        if warm_start is None and cfg.rigid_init:
+        if start_rigid and cfg.rigid_init:
             with torch.no_grad():  # start exactly at the rigid flow
                 last = net.mlp[-1]
                 last.weight.zero_()
@@ -174,7 +176,7 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
             full = iteration > batch_steps
             if cfg.lr_schedule == "cosine":
                 for group in optimizer.param_groups:
-                    group["lr"] = _cosine_lr(cfg, iteration)
+                    group["lr"] = cosine_lr(cfg, iteration)
             optimizer.zero_grad(set_to_none=True)
             if averaged is not None and iteration == batch_steps + 1:
                 with torch.no_grad():
@@ -246,11 +248,10 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: "NSFPConfig", dev: torch
         if cfg.rigid_margin is not None and cfg.rigid_init:
             flow, kept_rigid = choose_rigid(x, y, y_index, normals(y), rigid, flow, cfg.rigid_margin)
         flow = flow * unit
-    result = NSFPResult(flow, net, best_loss * unit, best_iteration, iteration, timer.seconds, 0.0,
-                        [h * unit for h in history], point_steps)
-    result.extras = {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
-                     "batch_points": batch}
-    return result
+    return {"flow": flow, "best_loss": best_loss * unit, "best_iteration": best_iteration, "iterations": iteration,
+            "seconds": timer.seconds, "losses": [h * unit for h in history], "point_steps": point_steps,
+            "extras": {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
+                       "batch_points": batch}}
 
 
 @torch.no_grad()

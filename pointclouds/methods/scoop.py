@@ -41,7 +41,7 @@ from torch import nn
 from motion4d.atomic import atomic_path
 from motion4d.checks import check_choice, check_file, check_float, check_int
 from motion4d.device import resolve_device
-from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.errors import CheckpointError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn
 
 from .common import SceneFlowOutput, Timer, check_pair, split_options
