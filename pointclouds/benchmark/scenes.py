@@ -333,6 +333,7 @@ TUNING_SET: tuple[SceneSpec, ...] = (
     _spec("real_depth", "nonrigid", "uniform", "rotated", 4096, 16, noise=0.0),
     _spec("street", "static", "uniform", "rotated", 4096, 17, extent=40.0, noise=0.01),
     _spec("street", "ego+movers", "lidar", "rotated", 32768, 18, extent=100.0, noise=0.02, overlap=0.9),
+    _spec("street", "movers", "camera", "camera_y_up", 8192, 20, extent=40.0, noise=0.02, overlap=0.85),
 )
 
 #: scenes the benchmark reports (other seeds and combinations than :data:`TUNING_SET`)

@@ -108,11 +108,17 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
         return float(np.minimum(d, radii[-1]).mean())
 
     scores = [score(T) for T in candidates]
-    return torch.from_numpy(candidates[int(np.argmin(scores))]).to(src.device)
+    best = int(np.argmin(scores))
+    if scores[0] <= (1.0 + IDENTITY_MARGIN) * scores[best]:  # no motion unless a motion fits clearly better
+        best = 0
+    return torch.from_numpy(candidates[best]).to(src.device)
 
 
 ICP_POINTS = 3000
 """Source points (a random subset) that the rigid start registers."""
+IDENTITY_MARGIN = 0.05
+"""The rigid start keeps "no motion" unless an ICP result's score is this much (relative) lower: near-ties
+come from ICP sliding along planes (a street seen by a camera standing still), not from motion."""
 
 
 def _leaky(d: torch.Tensor, r: float, slope: float) -> torch.Tensor:
