@@ -124,6 +124,11 @@ class NSFPConfig:
             ``min_delta`` in those units), ``batch_points`` None = a quarter of the cloud (256-2,048).
         length_scale: the scale-free unit, in median point spacings of the source.
         rigid_init: start from the rigid motion of two ICP passes; the field fits the residual.
+        start_at_rigid: zero the field's last layer so that the fit starts exactly at the rigid flow
+            (else the field starts from its random initialisation around it).
+        rigid_min_fitness: use the rigid start only when it puts at least this share of the source
+            within 1.5 point spacings of the target (the scene's dominant motion); scenes that are
+            mostly movers are fitted from no motion, without the rigid-or-field choice.
         rigid_margin: keep the rigid flow where it fits the target at most this many local sampling
             gaps worse than the field (neighbourhood means); None keeps the field everywhere.
     """
@@ -158,6 +163,8 @@ class NSFPConfig:
     length_scale: float = 10.0
     rigid_init: bool = False
     rigid_margin: float | None = None
+    start_at_rigid: bool = True
+    rigid_min_fitness: float = 0.5
 
     def validate(self) -> "NSFPConfig":
         check_int(self.hidden_size, "hidden_size", 1)
@@ -225,11 +232,11 @@ PRESETS: dict[str, NSFPConfig] = {
         truncate_slope=0.1,
         lr_schedule="cosine",
         reverse_weight=1.0,
-        reverse_refresh=25,
+        reverse_refresh=5,
         batch_points=None,
-        batch_iterations=80,
+        batch_iterations=150,
         batch_average=0.95,
-        max_iterations=88,
+        max_iterations=158,
         patience=3,
         min_delta=1e-3,
     ),
@@ -481,7 +488,7 @@ def fit_nsfp(
         from .nsfp_fast import fit_fast
 
         net = copy.deepcopy(warm_start).to(dev) if warm_start is not None else build_field(cfg, dev)
-        fit = fit_fast(src, tgt, cfg, dev, net, start_rigid=warm_start is None, progress=progress)
+        fit = fit_fast(src, tgt, cfg, dev, net, start_rigid=warm_start is None and cfg.start_at_rigid, progress=progress)
         result = NSFPResult(fit["flow"], net, fit["best_loss"], fit["best_iteration"], fit["iterations"], fit["seconds"],
                             0.0, fit["losses"], fit["point_steps"])
         result.extras = fit["extras"]

@@ -144,12 +144,18 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
         unit = cfg.length_scale * spacing
         centre = src.mean(0)
         x, y = (src - centre) / unit, (tgt - centre) / unit
+        T, rigid, fitness = torch.eye(4, dtype=torch.float64, device=dev), torch.zeros_like(src), 0.0
         if cfg.rigid_init:
             T = rigid_start(src, tgt, spacing)
-            rigid = ((src.double() @ T[:3, :3].T + T[:3, 3]).float() - src) / unit
-        else:
-            T, rigid = torch.eye(4, dtype=torch.float64, device=dev), torch.zeros_like(src)
-        if start_rigid and cfg.rigid_init:
+            moved = (src.double() @ T[:3, :3].T + T[:3, 3]).float()
+            nearest = tgt[NearestIndex(tgt, cfg.backend).query(moved)]
+            fitness = float((_distance(moved, nearest) < 1.5 * spacing).float().mean())
+            if fitness >= cfg.rigid_min_fitness:
+                rigid = (moved - src) / unit
+            else:  # mostly movers: no dominant motion to start from
+                T = torch.eye(4, dtype=torch.float64, device=dev)
+        use_rigid = cfg.rigid_init and fitness >= cfg.rigid_min_fitness
+        if start_rigid and use_rigid:
             with torch.no_grad():  # start exactly at the rigid flow
                 last = net.mlp[-1]
                 last.weight.zero_()
@@ -251,12 +257,13 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
             bar.close()
         flow = best_flow
         kept_rigid = 0.0
-        if cfg.rigid_margin is not None and cfg.rigid_init:
+        if cfg.rigid_margin is not None and use_rigid:
             flow, kept_rigid = choose_rigid(x, y, y_index, normals(y), rigid, flow, cfg.rigid_margin)
         flow = flow * unit
     return {"flow": flow, "best_loss": best_loss * unit, "best_iteration": best_iteration, "iterations": iteration,
             "seconds": timer.seconds, "losses": [h * unit for h in history], "point_steps": point_steps,
             "extras": {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
+                       "rigid_fitness": fitness,
                        "batch_points": batch}}
 
 
