@@ -9,7 +9,11 @@ larger than ``min_delta``); the flow returned is that of the lowest-loss iterati
 released code, the networks are re-initialised (seeded) for every pair; ``warm_start`` passes a
 previous field explicitly.
 
-Fast mode (``loss="dt"``, preset ``nsfp-fast``) follows Fast NSF (ICCV 2023): a lookup structure of
+The ``nsfp-fast`` preset is the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast`
+(``loss="nearest"``, ``scale_free=True``: lengths in point spacings, a rigid start, a rigid-or-field
+choice; issue #21). The grid mode below (``loss="dt"``) was the preset before; it remains an option.
+
+Grid mode (``loss="dt"``) follows Fast NSF (ICCV 2023): a lookup structure of
 the target, built once per pair (:class:`~.dt.DistanceGrid`), replaces the per-iteration
 nearest-neighbour search, only the forward network is fitted (no cycle network), with Xavier init.
 Where this differs from the released Fast NSF, and why (measured on synthetic 8,192-point pairs,
@@ -38,11 +42,10 @@ from fewer / cheaper network steps):
   constant lr, patience 5-10) either stops after tens of steps far from convergence or needs as
   many steps as NSFP.
 
-Measured with bench/scene_flow.py (section 2: 6 scenes at 8,192 points, each solved by both
-methods back to back, 1 thread; figures in the issue notes): fast mode takes about a tenth of
-NSFP's time or less at an EPE3D of 0.32 against NSFP's 0.36 (mean over 3 network seeds; without
-the target-to-source term it was 0.43, 16 % worse than NSFP). At 2,048 points the fixed
-mini-batch phase makes it only 1-8x faster (0.33 against 0.41 EPE3D).
+Measured on ``pointclouds.synthetic`` scenes only (6 scenes at 8,192 points, each solved by both
+methods back to back, 1 thread): a tenth of NSFP's time or less at an EPE3D of 0.32 against NSFP's
+0.36. Its settings are metres (0.1 m voxels, 1 m truncation, raw-metre inputs): on scenes of other
+sizes and frames it did not hold (issue #21), hence the scale-free preset.
 
 Clouds above ``chunk_size`` points are processed in chunks with exact gradient accumulation: the
 nearest-neighbour indices are found on the whole warped cloud without gradients, then each chunk's
@@ -333,7 +336,8 @@ class NSFPResult:
     time_s: float
     dt_build_s: float = 0.0
     losses: list[float] = dataclasses.field(default_factory=list)  # loss of every full-cloud step
-    point_steps: int = 0  # points pushed through a network (forward and backward), summed over steps and networks
+    point_steps: int = 0  # points pushed through a network forward and backward, summed over steps and networks
+    # (a forward pass alone counts a third: the backward pass costs about twice the forward one)
 
 
 # --------------------------------------------------------------------------------------- losses

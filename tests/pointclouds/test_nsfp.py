@@ -225,32 +225,36 @@ def _scene_epe(method: str, seed: int, nonrigid: bool) -> float:
 
 @pytest.mark.slow
 def test_nsfp_beats_baselines_on_synthetic_scenes() -> None:
-    """NSFP reaches less than half the EPE3D of the better of NN flow and ICP on two scenes."""
+    """NSFP beats the better of NN flow and ICP by a fifth or more on two scenes.
+
+    (Half, while ICP was the KD-tree + Kabsch loop, which stopped earlier: open3d's ICP reaches 0.53 m
+    on the first scene instead of 0.85 m; NSFP 0.36 m.)"""
     for seed, nonrigid in SCENES[:2]:
         epe = {m: _scene_epe(m, seed, nonrigid) for m in ("nn", "icp", "nsfp")}
-        assert epe["nsfp"] < 0.5 * min(epe["nn"], epe["icp"]), epe
+        assert epe["nsfp"] < 0.8 * min(epe["nn"], epe["icp"]), epe
 
 
 @pytest.mark.slow
 def test_nsfp_fast_beats_baselines_on_synthetic_scenes() -> None:
-    """Fast mode beats the better baseline on every scene, by more than half on average.
-
-    Measured with three network seeds: per-scene ratio to the better baseline 0.30-0.68, mean 0.42-0.47.
-    """
+    """Fast mode beats the better baseline on every scene, by about a third on average (scenes of another
+    generator than the benchmark's: mover-dominated, so the scale-free fast mode fits them from no motion)."""
     ratios = []
     for seed, nonrigid in SCENES:
         epe = {m: _scene_epe(m, seed, nonrigid) for m in ("nn", "icp", "nsfp-fast")}
         ratios.append(epe["nsfp-fast"] / min(epe["nn"], epe["icp"]))
-        assert ratios[-1] < 0.8, (seed, epe)
-    assert float(np.mean(ratios)) < 0.6, ratios
+        assert ratios[-1] < 0.85, (seed, epe)
+    # measured 0.71 / 0.32 / 0.80 / 0.79 (mean 0.66) against open3d's ICP; the bounds were 0.8 / 0.6
+    # against the KD-tree + Kabsch ICP, which stopped earlier (0.85 m instead of 0.53 m on the first scene)
+    assert float(np.mean(ratios)) < 0.7, ratios
 
 
 @pytest.mark.slow
 def test_nsfp_fast_stays_close_to_nsfp() -> None:
     """Fast mode's mean EPE3D over the four scenes is within 10 % of NSFP's (the issue's target).
 
-    Measured with three network seeds: 0.78-0.85x NSFP (NSFP 0.411; fast 0.320-0.347). Without the
-    target-to-source term (``reverse_weight=0``, 512-point batches) it was 1.25x.
+    Measured: NSFP 0.411, scale-free fast mode 0.384 (0.697 while it always started from the ICP
+    motion, which these mover-dominated scenes do not have; 0.608 with target-to-source indices 25
+    steps stale instead of 5).
     """
     fast = np.mean([_scene_epe("nsfp-fast", seed, nonrigid) for seed, nonrigid in SCENES])
     full = np.mean([_scene_epe("nsfp", seed, nonrigid) for seed, nonrigid in SCENES])
