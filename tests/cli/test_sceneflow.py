@@ -136,3 +136,21 @@ def test_scoop_without_weights_uses_the_packaged_checkpoint(tmp_path, rng: np.ra
         assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(tmp_path / "o"),
                      "--method", "scoop", "--option", "steps=5", "--device", "cpu", "--no-progress"]) == 0
     assert np.load(tmp_path / "o" / "flow.npy").shape == (200, 3)
+
+
+def test_train_scoop_normalised_and_rotated(tmp_path) -> None:  # noqa: ANN001
+    """The flags the packaged checkpoint was trained with: a scene-normalised network on rotated pairs."""
+    from pointclouds.methods.scoop import load_scoop
+    from pointclouds.methods.scoop_train import SyntheticPairs
+
+    out = tmp_path / "scoop"
+    assert main(["train-scoop", "--out", str(out), "--steps", "1", "--batch-size", "1", "--num-points", "64",
+                 "--val-scenes", "1", "--eval-every", "1", "--device", "cpu", "--no-progress", "--normalize",
+                 "--rotate"]) == 0
+    assert load_scoop(out / "model.pt").normalize
+    plain, turned = SyntheticPairs(64, seed=3)[0], SyntheticPairs(64, seed=3, rotate=True)[0]
+    R = np.linalg.lstsq(plain.source.astype(np.float64), turned.source.astype(np.float64), rcond=None)[0].T
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-4)  # the same pair, turned
+    np.testing.assert_allclose(turned.flow, plain.flow @ R.T, atol=1e-4)
+    assert main(["train-scoop", "--out", str(tmp_path / "y"), "--dataset", "kitti_s", "--root", str(tmp_path),
+                 "--rotate"]) == 2
