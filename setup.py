@@ -44,7 +44,9 @@ setup(
     python_requires=">=3.10",
     # tools/ holds the repository's runnable scripts (python tools/train.py ...): not installed
     packages=find_packages(include=["motion4d*", "motion*", "pointclouds*", "splats*"], exclude=["tools", "tools.*"]),
-    package_data={"motion.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/*.cuh"]},
+    package_data={"motion.ops": ["csrc/*.cpp", "csrc/*.cu", "csrc/*.h", "csrc/*.cuh"],
+                  # SCOOP trained by motion4d train-scoop on synthetic scenes (weights="synthetic", < 1 MB)
+                  "pointclouds.methods": ["weights/*.pt", "weights/README.md"]},
     include_package_data=True,
     install_requires=[
         # CPU users: install torch==2.13.0 (or any CPU build) first; no upper pins anywhere.

@@ -106,7 +106,7 @@ def speed_rows(cfg: Config, device: str, backends: list[str],
                 times = {}
                 for backend in backends:  # one volume alive at a time: 1080p/8 all-pairs is 5.6 GB
                     corr = CorrelationVolume(f1, f2, cfg.levels, cfg.radius, mode, backend)
-                    times[backend] = timed(lambda: corr(coords), device, repeats)
+                    times[backend] = timed(lambda volume=corr: volume(coords), device, repeats)
                     del corr
                 yield label, name, times
             yield "splat average fwd", name, {

@@ -21,7 +21,7 @@ _LAZY = {
     "SceneFlowOutput": "pointclouds.methods",
     "list_methods": "pointclouds.methods",
 }
-_SUBMODULES = {"cloud", "neighbors", "metrics", "data", "methods", "synthetic", "geometry"}
+_SUBMODULES = {"cloud", "neighbors", "metrics", "data", "methods", "synthetic", "geometry", "benchmark"}
 
 
 def __getattr__(name: str) -> Any:

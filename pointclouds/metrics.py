@@ -11,6 +11,13 @@ Per point, with prediction ``p`` and ground truth ``g`` (metres):
 ``angle``       mean angle error in radians, see below
 =============== =============================================================================
 
+The thresholds above are the literature's, made for street lidar (preset ``"lidar"``). They are
+parameters (``thresholds=``): a preset name of :data:`THRESHOLD_PRESETS` or a :class:`Thresholds`
+with an (absolute metres, relative) pair per test. The ``"object"`` preset divides the absolute
+ones by ten (5 mm / 1 cm / 3 cm) for table-top objects and scans: a 15 cm object moved by 16 mm
+gives zero flow an AccS of 1.0 under ``"lidar"`` (16 mm < 5 cm) and 0.0 under ``"object"``.
+:meth:`Thresholds.scaled` scales the absolute ones to any other scene size.
+
 Angle error (``angle=`` option):
 
 * ``"3d"`` (default, NSFP's ``utils.py``): ``acos(<p/|p|, g/|g|>)`` with the dot product clamped
@@ -26,6 +33,7 @@ Datasets are reported as the mean of per-scene values (scene-averaged, as all th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +46,63 @@ METRIC_KEYS = ("epe3d", "acc_strict", "acc_relax", "outliers", "angle")
 ANGLE_MODES = ("3d", "spacetime")
 SWEEP_TIME_DELTA = 0.1  # seconds between two lidar sweeps at 10 Hz (AV2's space-time angle)
 _DOT_CLAMP = 1.0 - 1e-7
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """(absolute metres, relative) pairs of the three tests: ``acc_strict`` counts points with ``e < abs``
+    or ``r < rel`` of ``strict``, ``acc_relax`` likewise with ``relax``, ``outliers`` those with
+    ``e > abs`` or ``r > rel`` of ``outlier``."""
+
+    strict: tuple[float, float] = (0.05, 0.05)
+    relax: tuple[float, float] = (0.1, 0.1)
+    outlier: tuple[float, float] = (0.3, 0.1)
+
+    def validate(self) -> "Thresholds":
+        for name in ("strict", "relax", "outlier"):
+            pair = getattr(self, name)
+            try:
+                values = tuple(float(v) for v in pair)
+            except (TypeError, ValueError):
+                values = ()
+            if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+                raise InvalidArgumentError(f"thresholds.{name} must be two positive numbers (absolute metres, "
+                                           f"relative), got {pair!r}")
+        return self
+
+    def scaled(self, factor: float) -> "Thresholds":
+        """The same tests with every absolute threshold multiplied by ``factor`` (relative ones unchanged)."""
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise InvalidArgumentError(f"factor must be a positive number, got {factor!r}")
+        return replace(self, **{k: (getattr(self, k)[0] * factor, getattr(self, k)[1])
+                                for k in ("strict", "relax", "outlier")})
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {"strict": list(self.strict), "relax": list(self.relax), "outlier": list(self.outlier)}
+
+
+#: ``lidar``: FlowNet3D / HPLFlowNet / FLOT / SCOOP / NSFP values (street scenes, metres);
+#: ``object``: absolute thresholds a tenth of those (table-top objects and scans)
+THRESHOLD_PRESETS: dict[str, Thresholds] = {
+    "lidar": Thresholds(),
+    "object": Thresholds(strict=(0.005, 0.05), relax=(0.01, 0.1), outlier=(0.03, 0.1)),
+}
+
+
+def resolve_thresholds(thresholds: Any = "lidar") -> Thresholds:
+    """A validated :class:`Thresholds` from a preset name, a :class:`Thresholds` or a dict of its fields."""
+    if isinstance(thresholds, Thresholds):
+        return thresholds.validate()
+    if isinstance(thresholds, str):
+        check_choice(thresholds, "thresholds", tuple(THRESHOLD_PRESETS))
+        return THRESHOLD_PRESETS[thresholds]
+    if isinstance(thresholds, dict):
+        unknown = sorted(set(thresholds) - {"strict", "relax", "outlier"})
+        if unknown:
+            raise InvalidArgumentError(f"thresholds has unknown keys {unknown}; known: strict, relax, outlier")
+        return Thresholds(**{k: tuple(v) for k, v in thresholds.items()}).validate()
+    raise InvalidArgumentError(f"thresholds must be a preset name {sorted(THRESHOLD_PRESETS)}, a Thresholds or a "
+                               f"dict, got {type(thresholds).__name__}")
 
 
 def _to_float64(x: Any, name: str) -> np.ndarray:
@@ -85,8 +150,10 @@ def per_point_errors(
     eps: float = 1e-4,
     angle: str = "3d",
     time_delta: float = SWEEP_TIME_DELTA,
+    thresholds: Any = "lidar",
 ) -> dict[str, np.ndarray]:
-    """Per-point ``epe``, ``relative``, ``angle`` and the four boolean tests, over the masked points."""
+    """Per-point ``epe``, ``relative``, ``angle`` and the three boolean tests, over the masked points."""
+    limits = resolve_thresholds(thresholds)
     p = _to_float64(pred, "pred")
     g = _to_float64(gt, "gt")
     dims = check_shape(p, "pred", ("N", 3))
@@ -106,9 +173,9 @@ def per_point_errors(
         "epe": epe,
         "relative": rel,
         "angle": angle_error(p, g, angle, time_delta),
-        "acc_strict": (epe < 0.05) | (rel < 0.05),
-        "acc_relax": (epe < 0.1) | (rel < 0.1),
-        "outliers": (epe > 0.3) | (rel > 0.1),
+        "acc_strict": (epe < limits.strict[0]) | (rel < limits.strict[1]),
+        "acc_relax": (epe < limits.relax[0]) | (rel < limits.relax[1]),
+        "outliers": (epe > limits.outlier[0]) | (rel > limits.outlier[1]),
     }
 
 
@@ -130,6 +197,7 @@ def scene_flow_metrics(
     eps: float = 1e-4,
     angle: str = "3d",
     time_delta: float = SWEEP_TIME_DELTA,
+    thresholds: Any = "lidar",
 ) -> dict[str, float]:
     """EPE3D, AccS, AccR, Outliers and angle error of one scene.
 
@@ -141,12 +209,15 @@ def scene_flow_metrics(
         eps: denominator guard of the relative error (1e-4 as HPLFlowNet/FLOT/SCOOP).
         angle: ``"3d"`` (NSFP) or ``"spacetime"`` (AV2); see the module docstring.
         time_delta: seconds used by the space-time angle.
+        thresholds: the accuracy / outlier tests: ``"lidar"`` (the literature's 5 / 10 / 30 cm),
+            ``"object"`` (5 mm / 1 cm / 3 cm), or a :class:`Thresholds`.
 
     Returns:
         ``{"epe3d", "acc_strict", "acc_relax", "outliers", "angle"}`` as Python floats
         (fractions in [0, 1], angle in radians).
     """
-    return _summaries(per_point_errors(pred, gt, mask, eps=eps, angle=angle, time_delta=time_delta))
+    return _summaries(per_point_errors(pred, gt, mask, eps=eps, angle=angle, time_delta=time_delta,
+                                       thresholds=thresholds))
 
 
 class SceneFlowMetricAccumulator:
@@ -157,9 +228,11 @@ class SceneFlowMetricAccumulator:
     weights every point equally instead (AV2-style pooling).
     """
 
-    def __init__(self, *, eps: float = 1e-4, angle: str = "3d", time_delta: float = SWEEP_TIME_DELTA) -> None:
+    def __init__(self, *, eps: float = 1e-4, angle: str = "3d", time_delta: float = SWEEP_TIME_DELTA,
+                 thresholds: Any = "lidar") -> None:
         check_choice(angle, "angle", ANGLE_MODES)
         self.eps, self.angle, self.time_delta = eps, angle, time_delta
+        self.thresholds = resolve_thresholds(thresholds)
         self.reset()
 
     def reset(self) -> None:
@@ -169,7 +242,8 @@ class SceneFlowMetricAccumulator:
 
     def update(self, pred: Any, gt: Any, mask: Any = None) -> dict[str, float]:
         """Add one scene; returns that scene's metrics."""
-        errors = per_point_errors(pred, gt, mask, eps=self.eps, angle=self.angle, time_delta=self.time_delta)
+        errors = per_point_errors(pred, gt, mask, eps=self.eps, angle=self.angle, time_delta=self.time_delta,
+                                  thresholds=self.thresholds)
         scene = _summaries(errors)
         n = len(errors["epe"])
         self._scene_values.append(scene)
@@ -203,4 +277,7 @@ __all__ = [
     "angle_error",
     "METRIC_KEYS",
     "SWEEP_TIME_DELTA",
+    "Thresholds",
+    "THRESHOLD_PRESETS",
+    "resolve_thresholds",
 ]

@@ -67,6 +67,14 @@ def _safe_name(name: str, index: int) -> str:
     return cleaned or f"scene_{index:06d}"
 
 
+def _thresholds_line(thresholds: dict[str, list[float]] | None) -> str:
+    if not thresholds:
+        return "Thresholds: AccS 0.05 m or 5 %, AccR 0.1 m or 10 %, Outliers 0.3 m or 10 %."
+    (sa, sr), (ra, rr), (oa, orel) = thresholds["strict"], thresholds["relax"], thresholds["outlier"]
+    return (f"Thresholds: AccS {sa:g} m or {sr:.0%}, AccR {ra:g} m or {rr:.0%}, "
+            f"Outliers {oa:g} m or {orel:.0%}.")
+
+
 def markdown_report(method: str, dataset: str, summary: dict[str, Any]) -> str:
     """``metrics.md``: scene-averaged and point-pooled metrics of an evaluation summary."""
     scene, pooled = summary["scene_averaged"], summary["point_pooled"]
@@ -75,6 +83,8 @@ def markdown_report(method: str, dataset: str, summary: dict[str, Any]) -> str:
         "",
         f"{summary['num_scenes']} scenes, {summary['num_points']} evaluated points, "
         f"{summary['mean_time_s']:.3f} s per pair on average.",
+        "",
+        _thresholds_line(summary.get("thresholds")),
         "",
         "| averaging | EPE3D (m) | AccS | AccR | Outliers | angle (rad) |",
         "|---|---|---|---|---|---|",
@@ -101,28 +111,32 @@ def evaluate_scene_flow(
     visualize: int = 3,
     overwrite: bool = False,
     progress: bool = True,
+    thresholds: Any = "lidar",
 ) -> dict[str, Any]:
     """Evaluate ``method`` on every scene of ``dataset`` (at most ``limit``); returns the ``metrics.json`` summary.
 
     ``num_points`` 0 keeps every point; ``options`` go to
     :func:`~pointclouds.methods.estimate_scene_flow`. The summary also holds ``computed`` and
-    ``skipped`` (scenes taken from an earlier run).
+    ``skipped`` (scenes taken from an earlier run). ``thresholds`` sets the accuracy / outlier tests
+    (:func:`~pointclouds.metrics.resolve_thresholds`); resumed scenes are re-scored with them.
     """
     from pointclouds.methods import estimate_scene_flow
     from pointclouds.methods.visualize import render_flow_png
-    from pointclouds.metrics import SceneFlowMetricAccumulator, scene_flow_metrics
+    from pointclouds.metrics import SceneFlowMetricAccumulator, resolve_thresholds, scene_flow_metrics
 
+    limits = resolve_thresholds(thresholds)
     out = Path(out_dir)
     scenes = open_evaluation_set(dataset, root, split=split, num_points=num_points or None, limit=limit, seed=seed)
     count = len(scenes) if limit is None else min(limit, len(scenes))
     options = dict(options or {})
     write_json(out / "sceneflow_config.json", {"mode": "dataset", "dataset": dataset, "root": root, "split": split,
                                                "num_points": num_points, "limit": limit, "seed": seed,
-                                               "method": method, "options": options})
+                                               "method": method, "options": options,
+                                               "thresholds": limits.as_dict()})
     scenes_dir, flows_dir, vis_dir = out / "scenes", out / "flows", out / "vis"
     for d in (scenes_dir, flows_dir):
         d.mkdir(parents=True, exist_ok=True)
-    accumulator = SceneFlowMetricAccumulator()
+    accumulator = SceneFlowMetricAccumulator(thresholds=limits)
     times: list[float] = []
     computed = skipped = 0
     indices: Any = range(count)
@@ -142,7 +156,7 @@ def evaluate_scene_flow(
             result = estimate_scene_flow(sample.source, sample.target, method=method, **options)
             flow = result.numpy()
             record = {"index": i, "name": sample.name, "num_points": len(sample), **result.summary(),
-                      "metrics": scene_flow_metrics(flow, sample.flow, sample.mask)}
+                      "metrics": scene_flow_metrics(flow, sample.flow, sample.mask, thresholds=limits)}
             with atomic_path(flow_path) as tmp:
                 np.save(tmp, flow)
             write_json(record_path, record)
@@ -157,6 +171,7 @@ def evaluate_scene_flow(
         "dataset": dataset,
         "num_scenes": len(accumulator),
         "num_points": accumulator.compute()["num_points"],
+        "thresholds": limits.as_dict(),
         "mean_time_s": float(np.mean(times)) if times else float("nan"),
         "scene_averaged": accumulator.compute(),
         "point_pooled": accumulator.compute(pooled=True),

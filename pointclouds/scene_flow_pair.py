@@ -67,25 +67,29 @@ def estimate_pair_to_folder(
     gt: str | os.PathLike | None = None,
     gt_name: str = "gt",
     progress: bool = True,
+    thresholds: Any = "lidar",
 ) -> PairFlowResult:
     """Scene flow from the cloud file ``source`` to ``target`` with ``method``, written to ``out_dir``.
 
     ``options`` go to :func:`~pointclouds.methods.estimate_scene_flow`; ``gt`` is a ground-truth
     flow file (``[N, 3]`` .npy, or .npz with ``flow``) scored against (``gt_name`` labels its
-    errors).
+    errors); ``thresholds`` sets the accuracy / outlier tests of the metrics
+    (:func:`~pointclouds.metrics.resolve_thresholds`: ``"lidar"``, ``"object"`` or a Thresholds).
     """
     from pointclouds.cloud import read_cloud
     from pointclouds.methods import estimate_scene_flow
     from pointclouds.methods.visualize import render_flow_png, write_flow_ply
-    from pointclouds.metrics import scene_flow_metrics
+    from pointclouds.metrics import resolve_thresholds, scene_flow_metrics
 
+    limits = resolve_thresholds(thresholds)
     out = Path(out_dir)
     source_cloud, target_cloud = read_cloud(source), read_cloud(target)
     truth = read_flow_array(gt, len(source_cloud), gt_name) if gt is not None else None
     options = dict(options or {})
     write_json(out / "sceneflow_config.json", {"mode": "pair", "source": os.fspath(source), "target": os.fspath(target),
                                                "method": method, "options": dict(options),
-                                               "gt": None if gt is None else os.fspath(gt)})
+                                               "gt": None if gt is None else os.fspath(gt),
+                                               "thresholds": limits.as_dict()})
     if method in PROGRESS_METHODS:
         options["progress"] = progress
     result = estimate_scene_flow(source_cloud, target_cloud, method=method, **options)
@@ -98,6 +102,7 @@ def estimate_pair_to_folder(
     write_flow_ply(out / "flow.ply", source_cloud.points, target_cloud.points, warped)
     report: dict[str, Any] = {"method": method, **result.summary()}
     if truth is not None:
-        report["metrics"] = scene_flow_metrics(flow, truth)
+        report["metrics"] = scene_flow_metrics(flow, truth, thresholds=limits)
+        report["thresholds"] = limits.as_dict()
     write_json(out / "metrics.json", report)
     return PairFlowResult(flow, report)

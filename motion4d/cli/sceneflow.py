@@ -5,7 +5,9 @@ Pair mode (:mod:`pointclouds.scene_flow_pair`)::
     motion4d sceneflow SOURCE TARGET --out DIR [--method nsfp] [--gt FLOW.npy]
 
 writes ``DIR/flow.npy``, ``DIR/flow.png``, ``DIR/flow.ply``, ``DIR/metrics.json`` and
-``DIR/sceneflow_config.json``.
+``DIR/sceneflow_config.json``. Metric thresholds: ``--thresholds lidar`` (5 / 10 / 30 cm, the
+literature's) or ``object`` (5 mm / 1 cm / 3 cm), each test replaceable with ``--acc-strict``,
+``--acc-relax``, ``--outlier METRES RATIO``.
 
 Data-set mode (:mod:`pointclouds.scene_flow_evaluation`)::
 
@@ -31,11 +33,18 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", metavar="TARGET_CLOUD", help="pair mode: target cloud")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--method", default="nsfp", choices=METHODS, help="scene-flow method (default nsfp)")
-    parser.add_argument("--weights", default=None, help="SCOOP checkpoint (the authors' .tar or ours)")
+    parser.add_argument("--weights", default=None,
+                        help="SCOOP checkpoint (the authors' .tar or ours; default: the packaged 'synthetic' one)")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option, repeatable (e.g. patience=10)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--gt", default=None, help="pair mode: ground-truth flow [N, 3] (.npy, or .npz with 'flow')")
+    metrics = parser.add_argument_group("metric thresholds (AccS / AccR / Outliers)")
+    metrics.add_argument("--thresholds", choices=("lidar", "object"), default="lidar",
+                         help="preset: lidar = 5 cm / 10 cm / 30 cm (the literature's), object = 5 mm / 1 cm / 3 cm")
+    for flag, what in (("--acc-strict", "AccS"), ("--acc-relax", "AccR"), ("--outlier", "Outliers")):
+        metrics.add_argument(flag, nargs=2, type=float, metavar=("METRES", "RATIO"), default=None,
+                             help=f"{what} test: absolute error in metres and relative error (overrides the preset)")
     group = parser.add_argument_group("data-set mode")
     group.add_argument("--dataset", choices=DATASETS, default=None, help="evaluate a data-set split instead of a pair")
     group.add_argument("--root", default=None, metavar="DATA_DIR", help="data-set folder")
@@ -55,6 +64,24 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _thresholds(args: argparse.Namespace) -> Any:
+    """The metric thresholds the flags name: the preset with any explicit (metres, ratio) pair replaced."""
+    import dataclasses
+
+    from motion4d.errors import InvalidArgumentError
+    from pointclouds.metrics import resolve_thresholds
+
+    limits = resolve_thresholds(args.thresholds)
+    for flag, field in (("--acc-strict", "acc_strict"), ("--acc-relax", "acc_relax"), ("--outlier", "outlier")):
+        pair = getattr(args, field)
+        if pair is None:
+            continue
+        if not all(v > 0 for v in pair):
+            raise InvalidArgumentError(f"{flag} needs two positive numbers (metres, ratio), got {pair[0]:g} {pair[1]:g}")
+        limits = dataclasses.replace(limits, **{field.replace("acc_", ""): (pair[0], pair[1])})
+    return limits.validate()
+
+
 def _run_pair(args: argparse.Namespace, out: Path) -> int:
     from motion4d.errors import InvalidArgumentError
     from pointclouds.scene_flow_pair import estimate_pair_to_folder
@@ -62,7 +89,8 @@ def _run_pair(args: argparse.Namespace, out: Path) -> int:
     if args.source is None or args.target is None:
         raise InvalidArgumentError("give SOURCE_CLOUD and TARGET_CLOUD files, or --dataset NAME --root DATA_DIR")
     result = estimate_pair_to_folder(args.source, args.target, out, method=args.method, options=_method_options(args),
-                                     gt=args.gt, gt_name="--gt", progress=not args.no_progress)
+                                     gt=args.gt, gt_name="--gt", progress=not args.no_progress,
+                                     thresholds=_thresholds(args))
     line = f"sceneflow ({args.method}): {result.num_points} points, {result.report['time_s']:.2f} s"
     if "metrics" in result.report:
         line += f", EPE3D {result.report['metrics']['epe3d']:.4f} m"
@@ -79,7 +107,7 @@ def _run_dataset(args: argparse.Namespace, out: Path) -> int:
     summary = evaluate_scene_flow(
         args.dataset, args.root, out, method=args.method, options=_method_options(args), split=args.split,
         num_points=args.num_points, limit=args.limit, seed=args.seed, visualize=args.visualize,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, thresholds=_thresholds(args),
     )
     m = summary["scene_averaged"]
     print(

@@ -36,6 +36,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backward-weight", type=float, default=0.0, help="chamfer target->recon weight (FT3D_s: 1)")
     parser.add_argument("--smooth-weight", type=float, default=10.0)
     parser.add_argument("--init-weights", default=None, help="start from this checkpoint")
+    parser.add_argument("--normalize", action="store_true",
+                        help="a scene-normalised network (centred, scaled by the point spacing): one model for any scene size")
+    parser.add_argument("--rotate", action="store_true", help="synthetic: turn every training pair by a random rotation")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
 
@@ -53,8 +56,10 @@ def training_set(args: argparse.Namespace):
         if len(names) not in (3, 4):
             raise InvalidArgumentError(f"--keys needs 3 or 4 comma-separated names, got {args.keys!r}")
         keys = dict(zip(("source", "target", "flow", "mask"), names))
+    if args.rotate and args.dataset != "synthetic":
+        raise InvalidArgumentError("--rotate applies to --dataset synthetic only")
     return open_training_set(args.dataset, args.root, num_points=args.num_points, seed=args.seed, split=args.split,
-                             keys=keys, pattern=args.pattern)
+                             keys=keys, pattern=args.pattern, rotate=args.rotate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60.0,
         loss=loss,
     )
-    validation = [SyntheticPairs(args.num_points, seed=args.seed + 1000)[i] for i in range(args.val_scenes)]
+    validation = [SyntheticPairs(args.num_points, seed=args.seed + 1000, rotate=args.rotate)[i]
+                  for i in range(args.val_scenes)]
     result = train_scoop(
         training_set(args),
         args.out,
         cfg,
+        model_options={"normalize": True} if args.normalize else None,
         init_weights=args.init_weights,
         validation=validation,
         device=args.device,

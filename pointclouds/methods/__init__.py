@@ -6,10 +6,12 @@
 ============== ===========================================================================
 ``zero``       zero flow
 ``nn``         nearest-neighbour flow (``q_nn(p) - p``)
-``icp``        one rigid transform (point-to-point ICP, KD-tree + Kabsch)
+``icp``        one rigid transform (open3d's point-to-point ICP; KD-tree + Kabsch without open3d)
 ``nsfp``       Neural Scene Flow Prior (per-pair MLP fit, truncated chamfer, cycle network)
-``nsfp-fast``  NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)
-``scoop``      SCOOP correspondence network + test-time refinement (needs ``weights=``)
+``nsfp-fast``  scale-free fast NSFP: rigid start, residual field in point-spacing units, rigid-or-field
+               choice (:mod:`~pointclouds.methods.nsfp_fast`; Fast NSF's grid loss stays as ``loss="dt"``)
+``scoop``      SCOOP correspondence network + test-time refinement (packaged synthetic checkpoint
+               unless ``weights=``)
 ============== ===========================================================================
 
 Each method module registers its run function (:func:`register_method`, a
@@ -40,7 +42,7 @@ def estimate_scene_flow(source: Any, target: Any, method: str = "nsfp", **option
         **options: method options: ``device`` for all; NSFP fields of
             :class:`~pointclouds.methods.nsfp.NSFPConfig` (``lr``, ``patience``, ``max_iterations``,
             ``backward_flow``...) and ``progress``; SCOOP ``weights`` (checkpoint path, a loaded
-            :class:`~pointclouds.methods.scoop.SCOOP`, or ``"untrained"``) and the
+            :class:`~pointclouds.methods.scoop.SCOOP`, ``"synthetic"`` (the default) or ``"untrained"``) and the
             :class:`~pointclouds.methods.scoop.RefineConfig` fields; ICP ``max_iterations``,
             ``max_correspondence_distance``, ``tolerance``, ``init``.
 

@@ -12,6 +12,8 @@ from motion4d.cards import NONE_STATED, NOT_APPLICABLE, Licence, ModelCard, Repo
 
 MOTION4D_LICENCE = Licence("Apache-2.0", "motion4d setup.py license field")
 NO_WEIGHTS = Licence(NOT_APPLICABLE, "the method has no learned weights (per-pair optimisation or closed form)")
+SPEED_RUN_1THREAD = ("bench/model_cards.py --threads 1, 2026-12-06 14:49, torch 2.13 CPU, 1 thread on a 2-core VM "
+                     "shared with other jobs (1-min load average 1.7 before, 2.3 after): compare ratios, not absolutes")
 SPEED_RUN = ("bench/model_cards.py, 2026-12-06 13:07, torch 2.13 CPU, 2 threads on a 2-core VM shared with other "
              "jobs (1-min load average 3.4 before, 6.0 after): compare ratios, not absolutes")
 PAIR = "one synthetic pair of 2,048 points per cloud (pointclouds.synthetic), defaults"
@@ -53,7 +55,7 @@ NN_CARD = ModelCard(
     reported_note="none: a reference baseline; no paper reports it under this name",
     settings=(Setting("neighbours", "1 nearest target point (backend=)", "none (no official code)",
                       "a baseline without official code", *_NO_PEER),),
-    speed=Speed(0.00191, "point-cloud pair", PAIR, SPEED_RUN),
+    speed=Speed(0.00186, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 ICP_CARD = ModelCard(
@@ -61,8 +63,8 @@ ICP_CARD = ModelCard(
     task="scene flow",
     paper="Besl, McKay: A Method for Registration of 3-D Shapes, IEEE TPAMI 1992",
     paper_url="no link checked here (IEEE TPAMI 1992)",
-    repository="none: motion4d's own implementation (KD-tree + Kabsch)",
-    implementation="motion4d (pointclouds/methods/baselines.py)",
+    repository="none: open3d's registration_icp (a KD-tree + Kabsch loop without open3d)",
+    implementation="open3d.pipelines.registration.registration_icp, point-to-point (pointclouds/methods/baselines.py)",
     code_licence=Licence(NOT_APPLICABLE, "no official repository (1992 paper)"),
     implementation_licence=MOTION4D_LICENCE,
     weights_licence=NO_WEIGHTS,
@@ -74,7 +76,7 @@ ICP_CARD = ModelCard(
                       "100 within 1.0 m (NSFP's pseudo-ground-truth refinement; no official ICP code)",
                       "Lilac-Lee/Neural_Scene_Flow_Prior preprocess_sf_*.py @ 0e4f403 (research/scene_flow.md 2.4)",
                       *_NO_PEER),),
-    speed=Speed(0.0362, "point-cloud pair", PAIR, SPEED_RUN),
+    speed=Speed(0.0184, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 _NSFP_PAPER = "Li, Kaesemodel Pontes, Lucey: Neural Scene Flow Prior, NeurIPS 2021"
@@ -110,18 +112,20 @@ NSFP_CARD = ModelCard(
                 "optimization.py @ 0e4f403 (research/scene_flow.md 2.1)", *_NO_PEER,
                 "results do not depend on the order of the pairs"),
     ),
-    speed=Speed(22.3, "point-cloud pair", PAIR, SPEED_RUN),
+    speed=Speed(16.1, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 NSFP_FAST_CARD = ModelCard(
-    title="NSFP with Fast Neural Scene Flow's distance-transform loss",
+    title="Fast scene flow: rigid start + residual field (after Fast Neural Scene Flow's cheap per-pair loss)",
     task="scene flow",
     paper=("Li, Zheng, Ferroni, Kaesemodel Pontes, Lucey: Fast Neural Scene Flow, ICCV 2023 (the prior: "
            + _NSFP_PAPER + ")"),
     paper_url="https://arxiv.org/abs/2304.09121",
     repository="https://github.com/Lilac-Lee/FastNSF (read @ 386ab38)",
-    implementation=("motion4d re-implementation: a closest-point lookup grid of the target built once per pair "
-                    "(no FastGeodis), a target-to-source term, a mini-batch warm-up and a cosine schedule"),
+    implementation=("motion4d's own method (pointclouds/methods/nsfp_fast.py), scale- and axis-free: a point-to-plane "
+                    "ICP start kept where it explains the scene, a 4x64 residual field in units of the point spacing "
+                    "fitted on exact KD-tree neighbours, the rigid flow kept where it fits the target surfaces as well; "
+                    "Fast NSF's distance-transform grid remains as loss='dt'"),
     code_licence=Licence("MIT", "Lilac-Lee/FastNSF LICENSE @ 386ab38"),
     implementation_licence=MOTION4D_LICENCE,
     weights_licence=NO_WEIGHTS,
@@ -134,16 +138,17 @@ NSFP_FAST_CARD = ModelCard(
     reported_note="motion4d's fast mode differs from released Fast NSF (see settings), so the paper's numbers "
                   "are a reference, not a reproduction target",
     settings=(
-        Setting("iterations", "<= 210, patience 10 (200 of them mini-batch warm-up steps of 256 points; "
-                "min_delta 1e-3)", "<= 5,000, patience 5-10 (5 at 8,192 points, 10 for full clouds; min_delta 1e-3)",
+        Setting("iterations", "<= 158: 150 mini-batch steps (a quarter of the cloud, 256-2,048 points) then full-cloud "
+                "steps, patience 3", "<= 5,000, patience 5-10 (5 at 8,192 points, 10 for full clouds; min_delta 1e-3)",
                 "Lilac-Lee/FastNSF README.md commands @ 386ab38",
                 "OpenSceneFlow: patience 10", "KTH-RPL/OpenSceneFlow configs @ 848bf86 (lr 8e-3, min_delta 5e-5; "
                 "research/scene_flow.md 2.7)"),
-        Setting("loss", "lookup-grid distance (0.1 m voxels, truncated at 1 m) + target-to-source term",
+        Setting("loss", "exact nearest neighbours on prebuilt KD-trees (truncated at 1 L, L = 10 point spacings) + "
+                "target-to-source term, on top of a point-to-plane ICP start",
                 "distance transform (0.1 m voxels, FastGeodis), forward term only",
                 "Lilac-Lee/FastNSF optimization.py @ 386ab38", *_NO_PEER),
     ),
-    speed=Speed(2.44, "point-cloud pair", PAIR, SPEED_RUN),
+    speed=Speed(0.466, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 _SCOOP_DRIVE = ("Google Drive file 14M0R0AMJhsyGZYHDIp3p8QStCkKCy_bO (itailang/SCOOP download_pretrained_models.sh "
@@ -178,6 +183,15 @@ SCOOP_CARD = ModelCard(
                    "model_e400.tar", _SCOOP_DRIVE,
                    reported=(Reported("kitti_t", "test", "2,048 points", "EPE3D", None, "m", _SCOOP_TABLE,
                                       _SCOOP_UNVERIFIED),)),
+        WeightCard("synthetic", "motion4d train-scoop on rotated synthetic street scenes (pointclouds.synthetic, "
+                   "seed 42, 440 steps, 40 CPU minutes): NOT the paper's weights",
+                   "not released (motion4d's own)", "motion4d (this package)",
+                   asset="packaged with motion4d: pointclouds/methods/weights/scoop_synthetic.pt",
+                   note="the default when weights= is omitted (with a notice); command, data seed and training time "
+                        "in pointclouds/methods/weights/README.md",
+                   reported=(Reported("motion4d-reporting-set", "report", "8,192 points", "EPE3D", 0.335,
+                                      "m", "bench/scene_flow.py --max-points 8192 (2026-12-06)",
+                                      "measured here with test-time refinement, not a paper number"),)),
     ),
     reported=(),
     reported_note=("the evaluation scripts print EPE3D, AccS, AccR and outliers averaged over scenes; run them "
@@ -188,6 +202,6 @@ SCOOP_CARD = ModelCard(
                 "evaluate_on_kitti_t.sh)",
                 "itailang/SCOOP scripts/evaluate_scoop.py, scripts/evaluate_on_kitti_t.sh @ 9f41e8b", *_NO_PEER),
     ),
-    speed=Speed(3.1, "point-cloud pair", PAIR + " (untrained network: speed does not depend on the weights)",
-                SPEED_RUN),
+    speed=Speed(2.24, "point-cloud pair", PAIR + " (untrained network: speed does not depend on the weights)",
+                SPEED_RUN_1THREAD),
 )

@@ -9,7 +9,11 @@ larger than ``min_delta``); the flow returned is that of the lowest-loss iterati
 released code, the networks are re-initialised (seeded) for every pair; ``warm_start`` passes a
 previous field explicitly.
 
-Fast mode (``loss="dt"``, preset ``nsfp-fast``) follows Fast NSF (ICCV 2023): a lookup structure of
+The ``nsfp-fast`` preset is the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast`
+(``loss="nearest"``, ``scale_free=True``: lengths in point spacings, a rigid start, a rigid-or-field
+choice; issue #21). The grid mode below (``loss="dt"``) was the preset before; it remains an option.
+
+Grid mode (``loss="dt"``) follows Fast NSF (ICCV 2023): a lookup structure of
 the target, built once per pair (:class:`~.dt.DistanceGrid`), replaces the per-iteration
 nearest-neighbour search, only the forward network is fitted (no cycle network), with Xavier init.
 Where this differs from the released Fast NSF, and why (measured on synthetic 8,192-point pairs,
@@ -38,11 +42,10 @@ from fewer / cheaper network steps):
   constant lr, patience 5-10) either stops after tens of steps far from convergence or needs as
   many steps as NSFP.
 
-Measured with bench/scene_flow.py (section 2: 6 scenes at 8,192 points, each solved by both
-methods back to back, 1 thread; figures in the issue notes): fast mode takes about a tenth of
-NSFP's time or less at an EPE3D of 0.32 against NSFP's 0.36 (mean over 3 network seeds; without
-the target-to-source term it was 0.43, 16 % worse than NSFP). At 2,048 points the fixed
-mini-batch phase makes it only 1-8x faster (0.33 against 0.41 EPE3D).
+Measured on ``pointclouds.synthetic`` scenes only (6 scenes at 8,192 points, each solved by both
+methods back to back, 1 thread): a tenth of NSFP's time or less at an EPE3D of 0.32 against NSFP's
+0.36. Its settings are metres (0.1 m voxels, 1 m truncation, raw-metre inputs): on scenes of other
+sizes and frames it did not hold (issue #21), hence the scale-free preset.
 
 Clouds above ``chunk_size`` points are processed in chunks with exact gradient accumulation: the
 nearest-neighbour indices are found on the whole warped cloud without gradients, then each chunk's
@@ -66,17 +69,20 @@ from torch import nn
 from motion4d.checks import check_choice, check_float, check_int
 from motion4d.device import resolve_device
 from motion4d.errors import InvalidArgumentError
-from pointclouds.neighbors import chamfer_distance, knn
+from pointclouds.neighbors import knn
 
+from .cards import NSFP_CARD, NSFP_FAST_CARD
 from .common import SceneFlowOutput, Timer, as_points, check_pair, chunks
 from .dt import DistanceGrid
-from .cards import NSFP_CARD, NSFP_FAST_CARD
+from .fitting import EarlyStopping, NearestIndex, StopForecast
+from .fitting import cosine_lr as _cosine_lr
 from .registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-LOSSES = ("chamfer", "dt")
+LOSSES = ("chamfer", "dt", "nearest")
 INITS = ("default", "xavier")
 LR_SCHEDULES = ("constant", "cosine")
+HIDDEN_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -112,6 +118,23 @@ class NSFPConfig:
         dt_band: exact near field of the lookup grid in voxels (see :class:`~.dt.DistanceGrid`).
         chunk_size: points per chunk above which the loss is accumulated chunk by chunk.
         backend: kNN back-end (see :func:`pointclouds.neighbors.knn`).
+        hidden_dtype: precision of the MLP's hidden products: ``"float32"`` (default: NSFP's results),
+            ``"bfloat16"`` (float32 accumulation) or ``"auto"`` (bfloat16 on CPUs with native bf16, else
+            float32). bf16 makes an 8k-point NSFP step about 2x faster on such CPUs but changes the
+            trajectory: early stopping ends at other iterations, EPE3D moves by several percent either
+            way (``bench/nsfp_speed.py``).
+        scale_free: the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast` (``loss="nearest"``):
+            lengths in units of ``length_scale`` point spacings (``truncate`` in those units squared,
+            ``min_delta`` in those units), ``batch_points`` None = a quarter of the cloud (256-2,048).
+        length_scale: the scale-free unit, in median point spacings of the source.
+        rigid_init: start from the rigid motion of two ICP passes; the field fits the residual.
+        start_at_rigid: zero the field's last layer so that the fit starts exactly at the rigid flow
+            (else the field starts from its random initialisation around it).
+        rigid_min_fitness: use the rigid start only when it puts at least this share of the source
+            within 1.5 point spacings of the target (the scene's dominant motion); scenes that are
+            mostly movers are fitted from no motion, without the rigid-or-field choice.
+        rigid_margin: keep the rigid flow where it fits the target at most this many local sampling
+            gaps worse than the field (neighbourhood means); None keeps the field everywhere.
     """
 
     hidden_size: int = 128
@@ -139,6 +162,13 @@ class NSFPConfig:
     dt_band: int = 6
     chunk_size: int = 100_000
     backend: str = "auto"
+    hidden_dtype: str = "float32"
+    scale_free: bool = False
+    length_scale: float = 10.0
+    rigid_init: bool = False
+    rigid_margin: float | None = None
+    start_at_rigid: bool = True
+    rigid_min_fitness: float = 0.5
 
     def validate(self) -> "NSFPConfig":
         check_int(self.hidden_size, "hidden_size", 1)
@@ -149,7 +179,7 @@ class NSFPConfig:
         if self.truncate is not None:
             check_float(self.truncate, "truncate")
         check_float(self.truncate_slope, "truncate_slope", strict=False)
-        if self.truncate_slope > 0 and self.loss != "dt":
+        if self.truncate_slope > 0 and self.loss == "chamfer":
             raise InvalidArgumentError("truncate_slope applies to loss='dt' only (NSFP drops truncated chamfer terms)")
         check_float(self.lr, "lr")
         check_float(self.weight_decay, "weight_decay", strict=False)
@@ -167,24 +197,39 @@ class NSFPConfig:
             raise InvalidArgumentError(f"batch_average must lie in [0, 1), got {self.batch_average}")
         if self.batch_points is not None:
             check_int(self.batch_points, "batch_points", 1)
-            if self.loss != "dt":
-                raise InvalidArgumentError("batch_points needs loss='dt' (a chamfer term over a subset is biased)")
+            if self.loss == "chamfer":
+                raise InvalidArgumentError("batch_points needs loss='dt' or 'nearest' (a chamfer term over a subset is biased)")
         check_float(self.reverse_weight, "reverse_weight", strict=False)
         check_int(self.reverse_refresh, "reverse_refresh", 1)
-        if self.reverse_weight > 0 and self.loss != "dt":
+        if self.reverse_weight > 0 and self.loss == "chamfer":
             raise InvalidArgumentError("reverse_weight applies to loss='dt' only (NSFP's chamfer already has its target-to-source term)")
         check_float(self.voxel_size, "voxel_size")
         check_int(self.dt_band, "dt_band", 1)
         check_int(self.chunk_size, "chunk_size", 1)
-        if self.loss == "dt" and self.backward_flow:
-            raise InvalidArgumentError("loss='dt' is forward-only: set backward_flow=False")
+        check_choice(self.hidden_dtype, "hidden_dtype", HIDDEN_DTYPES)
+        if self.loss in ("dt", "nearest") and self.backward_flow:
+            raise InvalidArgumentError(f"loss={self.loss!r} is forward-only: set backward_flow=False")
+        check_float(self.length_scale, "length_scale")
+        if self.rigid_margin is not None:
+            check_float(self.rigid_margin, "rigid_margin", strict=False)
+        if (self.loss == "nearest") != bool(self.scale_free):
+            raise InvalidArgumentError("loss='nearest' and scale_free=True go together (the scale-free fast fit)")
+        if self.rigid_init and not self.scale_free:
+            raise InvalidArgumentError("rigid_init needs scale_free=True")
         return self
 
 
 PRESETS: dict[str, NSFPConfig] = {
     "nsfp": NSFPConfig(),
     "nsfp-fast": NSFPConfig(
-        loss="dt",
+        loss="nearest",
+        scale_free=True,
+        rigid_init=True,
+        rigid_margin=0.25,
+        length_scale=10.0,
+        hidden_size=64,
+        num_layers=4,
+        hidden_dtype="float32",  # 64-wide products gain nothing from bf16 (measured 0.9 s against 1.4 s per pair)
         backward_flow=False,
         init="xavier",
         truncate=1.0,
@@ -192,11 +237,11 @@ PRESETS: dict[str, NSFPConfig] = {
         lr_schedule="cosine",
         reverse_weight=1.0,
         reverse_refresh=5,
-        batch_points=256,
-        batch_iterations=200,
+        batch_points=None,
+        batch_iterations=150,
         batch_average=0.95,
-        max_iterations=210,
-        patience=10,
+        max_iterations=158,
+        patience=3,
         min_delta=1e-3,
     ),
 }
@@ -212,10 +257,32 @@ def make_config(preset: str = "nsfp", **options: Any) -> NSFPConfig:
     return dataclasses.replace(PRESETS[preset], **options).validate()
 
 
-class FlowField(nn.Module):
-    """The NSFP prior: an MLP ``[N, 3] -> [N, 3]`` (``num_layers`` hidden layers of ``hidden_size``)."""
+def native_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX), where a bf16 GEMM
+    with float32 accumulation runs 2-3x faster than a float32 one; False elsewhere (emulated bf16 is slower)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
-    def __init__(self, hidden_size: int = 128, num_layers: int = 8, activation: str = "relu") -> None:
+
+def resolve_hidden_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``"float32"`` / ``"bfloat16"``, or ``"auto"``: bfloat16 on CPUs with native bf16 (:func:`native_bf16`)."""
+    check_choice(name, "hidden_dtype", HIDDEN_DTYPES)
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
+    return torch.bfloat16 if name == "bfloat16" else torch.float32
+
+
+class FlowField(nn.Module):
+    """The NSFP prior: an MLP ``[N, 3] -> [N, 3]`` (``num_layers`` hidden layers of ``hidden_size``).
+
+    ``hidden_dtype=torch.bfloat16`` runs the hidden ``hidden_size x hidden_size`` products in bfloat16
+    with float32 accumulation (CPU autocast); the first and last layers, the weights, the optimiser
+    and the loss stay float32. The flow differs from the float32 one by about 0.1 % of its size.
+    """
+
+    def __init__(self, hidden_size: int = 128, num_layers: int = 8, activation: str = "relu",
+                 hidden_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         check_choice(activation, "activation", tuple(ACTIVATIONS))
         layers: list[nn.Module] = []
@@ -225,10 +292,18 @@ class FlowField(nn.Module):
             width_in = hidden_size
         layers.append(nn.Linear(width_in, 3))
         self.mlp = nn.Sequential(*layers)
+        self.hidden_dtype = hidden_dtype
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Flow ``[N, 3]`` at ``points [N, 3]``."""
-        return self.mlp(points)
+        if self.hidden_dtype == torch.float32 or len(self.mlp) < 5 or points.dtype != torch.float32:
+            return self.mlp(points)
+        layers = list(self.mlp)
+        h = layers[1](layers[0](points))
+        with torch.autocast(points.device.type, dtype=self.hidden_dtype):
+            for layer in layers[2:-1]:
+                h = layer(h)
+        return layers[-1](h.float())
 
     @torch.no_grad()
     def flow_at(self, points: torch.Tensor, chunk_size: int = 100_000) -> torch.Tensor:
@@ -240,32 +315,14 @@ def build_field(config: NSFPConfig, device: torch.device) -> FlowField:
     """A freshly initialised field, seeded by ``config.seed`` (independent of the global RNG)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        field = FlowField(config.hidden_size, config.num_layers, config.activation)
+        field = FlowField(config.hidden_size, config.num_layers, config.activation,
+                          resolve_hidden_dtype(config.hidden_dtype, device))
         if config.init == "xavier":
             for module in field.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.xavier_uniform_(module.weight)
                     nn.init.zeros_(module.bias)
     return field.to(device)
-
-
-class EarlyStopping:
-    """NSFP's rule: stop after ``patience`` steps whose loss is not ``min_delta`` below the best."""
-
-    def __init__(self, patience: int, min_delta: float) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best: float | None = None
-        self.bad_steps = 0
-
-    def step(self, loss: float) -> bool:
-        """Record ``loss``; True when the optimisation should stop."""
-        if not math.isfinite(loss):
-            return True
-        if self.best is None or self.best - loss > self.min_delta:
-            self.best, self.bad_steps = loss, 0
-            return False
-        self.bad_steps += 1
-        return self.bad_steps >= self.patience
 
 
 @dataclass
@@ -279,9 +336,24 @@ class NSFPResult:
     iterations: int
     time_s: float
     dt_build_s: float = 0.0
+    losses: list[float] = dataclasses.field(default_factory=list)  # loss of every full-cloud step
+    point_steps: int = 0  # points pushed through a network forward and backward, summed over steps and networks
+    # (a forward pass alone counts a third: the backward pass costs about twice the forward one)
 
 
 # --------------------------------------------------------------------------------------- losses
+def _chamfer_terms(a: torch.Tensor, b: torch.Tensor, a_index: NearestIndex | None, b_index: NearestIndex | None,
+                   truncate: float | None) -> torch.Tensor:
+    """NSFP's truncated squared chamfer of ``a [N, 3]`` and ``b [M, 3]`` (mean of each direction), with
+    prebuilt indices of whichever cloud is fixed (None: built now)."""
+    with torch.no_grad():
+        ab = (b_index or NearestIndex(b)).query(a)
+        ba = (a_index or NearestIndex(a)).query(b)
+    d_ab = (a - b[ab]).square().sum(-1)
+    d_ba = (b - a[ba]).square().sum(-1)
+    return _truncated(d_ab, truncate).mean() + _truncated(d_ba, truncate).mean()
+
+
 def _truncated(d2: torch.Tensor, truncate: float | None) -> torch.Tensor:
     if truncate is None:
         return d2
@@ -356,11 +428,13 @@ def _loss_step(
     grid: DistanceGrid | None,
     cfg: NSFPConfig,
     reverse_idx: torch.Tensor | None = None,
+    indices: tuple[NearestIndex, NearestIndex] | None = None,
 ) -> tuple[float, torch.Tensor]:
     """Loss value and detached flow of the current parameters; gradients accumulated.
 
     ``reverse_idx [M]`` (lookup loss only): for every target point the index of its nearest warped
-    source point (found without gradients at an earlier step), adding the target-to-source term."""
+    source point (found without gradients at an earlier step), adding the target-to-source term.
+    ``indices``: prebuilt :class:`NearestIndex` of the source and the target (chamfer loss)."""
     n = len(src)
     if grid is not None:
         total, flows = 0.0, []
@@ -379,24 +453,22 @@ def _loss_step(
         return total, torch.cat(flows)
     if n > cfg.chunk_size or len(tgt) > cfg.chunk_size:
         return _chunked_chamfer_step(net, inverse, src, tgt, cfg)
+    src_index, tgt_index = indices if indices is not None else (NearestIndex(src, cfg.backend), NearestIndex(tgt, cfg.backend))
     flow = net(src)
     warped = src + flow
-    loss = chamfer_distance(warped, tgt, truncate=cfg.truncate, backend=cfg.backend).loss
+    if not bool(torch.isfinite(warped).all()):
+        return math.nan, flow.detach()
+    loss = _chamfer_terms(warped, tgt, None, tgt_index, cfg.truncate)
     if inverse is not None:
         back = warped - inverse(warped)
-        loss = loss + chamfer_distance(back, src, truncate=cfg.truncate, backend=cfg.backend).loss
+        if not bool(torch.isfinite(back).all()):
+            return math.nan, flow.detach()
+        loss = loss + _chamfer_terms(back, src, None, src_index, cfg.truncate)
     loss.backward()
     return loss.item(), flow.detach()
 
 
 # ------------------------------------------------------------------------------------------ fit
-def _cosine_lr(cfg: NSFPConfig, iteration: int) -> float:
-    """Learning rate of step ``iteration`` (1-based): ``lr`` at the first, ``lr * lr_min_factor`` at
-    ``max_iterations``, half a cosine in between."""
-    t = (iteration - 1) / max(1, cfg.max_iterations - 1)
-    return cfg.lr * (cfg.lr_min_factor + (1.0 - cfg.lr_min_factor) * 0.5 * (1.0 + math.cos(math.pi * t)))
-
-
 def fit_nsfp(
     source: Any,
     target: Any,
@@ -417,6 +489,15 @@ def fit_nsfp(
     cfg = (config or NSFPConfig()).validate()
     dev = resolve_device(device)
     src, tgt = check_pair(source, target, dev)
+    if cfg.scale_free:
+        from .nsfp_fast import fit_fast
+
+        net = copy.deepcopy(warm_start).to(dev) if warm_start is not None else build_field(cfg, dev)
+        fit = fit_fast(src, tgt, cfg, dev, net, start_rigid=warm_start is None and cfg.start_at_rigid, progress=progress)
+        result = NSFPResult(fit["flow"], net, fit["best_loss"], fit["best_iteration"], fit["iterations"], fit["seconds"],
+                            0.0, fit["losses"], fit["point_steps"])
+        result.extras = fit["extras"]
+        return result
     with Timer(dev) as timer:
         net = copy.deepcopy(warm_start).to(dev) if warm_start is not None else build_field(cfg, dev)
         inverse = copy.deepcopy(net) if cfg.backward_flow else None
@@ -431,17 +512,22 @@ def fit_nsfp(
         if cfg.loss == "dt":
             grid = DistanceGrid.build(tgt, voxel_size=cfg.voxel_size, cover=src, band=cfg.dt_band)
             dt_seconds = grid.build_seconds
+        indices = None
+        if grid is None and len(src) <= cfg.chunk_size and len(tgt) <= cfg.chunk_size:
+            indices = (NearestIndex(src, cfg.backend), NearestIndex(tgt, cfg.backend))
         batch = cfg.batch_points if cfg.batch_points is not None and cfg.batch_points < len(src) else None
         batch_steps = min(cfg.batch_iterations, cfg.max_iterations - 1) if batch is not None else 0
         generator = torch.Generator().manual_seed(cfg.seed)
         averaged = [p.detach().clone() for p in net.parameters()] if batch_steps and cfg.batch_average > 0 else None
         stopper = EarlyStopping(cfg.patience, cfg.min_delta)
         best_loss, best_flow, best_iteration = math.inf, torch.zeros_like(src), 0
-        bar = None
+        bar, history, point_steps = None, [], 0
+        forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.max_iterations, desc=f"nsfp ({cfg.loss})", leave=False)
+            # no total (hence no ETA) until the early-stopping forecast has seen enough of the loss curve
+            bar = tqdm(total=None, desc=f"nsfp ({cfg.loss})", leave=False)
         reverse = cfg.reverse_weight > 0 and grid is not None
         reverse_idx = None
         last_flow: torch.Tensor | None = None
@@ -478,10 +564,13 @@ def fit_nsfp(
                     term = term + cfg.reverse_weight * rev.mean()
                 term.backward()
                 loss = term.item()
+                point_steps += len(points)
                 if not math.isfinite(loss):
                     break
             else:
-                loss, flow = _loss_step(net, inverse, src, tgt, grid, cfg, reverse_idx if reverse else None)
+                loss, flow = _loss_step(net, inverse, src, tgt, grid, cfg, reverse_idx if reverse else None, indices)
+                history.append(loss)
+                point_steps += len(src) * (2 if inverse is not None else 1)
                 last_flow = flow
                 if math.isfinite(loss) and loss < best_loss:
                     best_loss, best_flow, best_iteration = loss, flow, iteration
@@ -492,11 +581,16 @@ def fit_nsfp(
                 with torch.no_grad():
                     torch._foreach_lerp_(averaged, list(net.parameters()), 1.0 - cfg.batch_average)
             if bar is not None:
+                if iteration > batch_steps:
+                    expected = forecast.update(iteration, loss)
+                    if expected is not None and expected != bar.total:
+                        bar.total = expected
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}")
+                bar.set_postfix(loss=f"{loss:.4g}", stall=f"{stopper.bad_steps}/{cfg.patience}")
         if bar is not None:
             bar.close()
-    return NSFPResult(best_flow, net, best_loss, best_iteration, iteration, timer.seconds, dt_seconds)
+    return NSFPResult(best_flow, net, best_loss, best_iteration, iteration, timer.seconds, dt_seconds, history,
+                      point_steps)
 
 
 def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "auto", progress: bool = False, **options: Any) -> SceneFlowOutput:
@@ -509,7 +603,10 @@ def nsfp_flow(source: Any, target: Any, *, preset: str = "nsfp", device: Any = "
         time_s=result.time_s,
         iterations=result.iterations,
         loss=result.best_loss,
-        extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg)},
+        extras={"best_iteration": result.best_iteration, "dt_build_s": result.dt_build_s, "config": dataclasses.asdict(cfg),
+                "point_steps": result.point_steps,
+                "network_parameters": sum(p.numel() for p in result.field.parameters()),
+                **getattr(result, "extras", {})},
     )
 
 
@@ -524,7 +621,8 @@ def nsfp_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
     return nsfp_flow(source, target, preset="nsfp", **options)
 
 
-@register_method("nsfp-fast", "NSFP with Fast NSF's lookup-grid loss (forward net only; mini-batch warm-up)",
+@register_method("nsfp-fast", "scale-free fast scene flow: point-to-plane ICP start + small residual field on "
+                 "KD-tree neighbours (Fast NSF's idea of a cheap per-pair loss)",
                  options=_NSFP_OPTIONS, card=NSFP_FAST_CARD)
 def nsfp_fast_method(source: Any, target: Any, **options: Any) -> SceneFlowOutput:
     """:func:`nsfp_flow` with the ``"nsfp-fast"`` preset."""
@@ -598,6 +696,8 @@ __all__ = [
     "FlowField",
     "build_field",
     "EarlyStopping",
+    "StopForecast",
+    "NearestIndex",
     "NSFPResult",
     "fit_nsfp",
     "nsfp_flow",

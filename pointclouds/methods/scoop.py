@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,17 +41,20 @@ from torch import nn
 from motion4d.atomic import atomic_path
 from motion4d.checks import check_choice, check_file, check_float, check_int
 from motion4d.device import resolve_device
-from motion4d.errors import CheckpointError, InvalidArgumentError, ShapeError
+from motion4d.errors import CheckpointError, ShapeError
 from pointclouds.neighbors import chamfer_distance, knn
 
-from .common import SceneFlowOutput, Timer, check_pair, split_options
 from .cards import SCOOP_CARD
+from .common import SceneFlowOutput, Timer, check_pair, split_options
 from .registry import register_method
 
 CHECKPOINT_FORMAT = "motion4d.scoop"
 CHECKPOINT_VERSION = 1
 SUPPORT_RADIUS = 10.0
 ROWS_PER_CHUNK = 2048
+SPACINGS_PER_UNIT = 4.0
+PACKAGED_WEIGHTS = {"synthetic": "weights/scoop_synthetic.pt"}
+"""Checkpoints inside the package (``weights=NAME``); see :func:`packaged_weights`."""
 
 
 class Graph(NamedTuple):
@@ -121,6 +125,10 @@ class SCOOP(nn.Module):
         k: graph neighbours (32).
         linear_corr_conf: map the confidence as ``(c + 1) / 2`` instead of ``max(c, 0)``.
         rows_per_chunk: source rows of the ``N x M`` matrices computed at a time.
+        normalize: work in scene-normalised coordinates (not in the released models): both clouds
+            are centred on the source's centroid and divided by :data:`SPACINGS_PER_UNIT` times the
+            source's median point spacing, so that one network serves a 5 m room and a 100 m street
+            (and SCOOP's 10-unit support radius spans 40 point spacings); flows come back in metres.
     """
 
     def __init__(
@@ -130,8 +138,10 @@ class SCOOP(nn.Module):
         k: int = 32,
         linear_corr_conf: bool = False,
         rows_per_chunk: int = ROWS_PER_CHUNK,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
+        self.normalize = bool(normalize)
         self.nb_iter = check_int(nb_iter, "nb_iter", 0)
         self.nb_neigh_cross_recon = check_int(nb_neigh_cross_recon, "nb_neigh_cross_recon", 0)
         self.k = check_int(k, "k", 1)
@@ -150,7 +160,21 @@ class SCOOP(nn.Module):
             "nb_neigh_cross_recon": self.nb_neigh_cross_recon,
             "k": self.k,
             "linear_corr_conf": self.linear_corr_conf,
+            "normalize": self.normalize,
         }
+
+    @torch.no_grad()
+    def frame(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centre ``[B, 1, 3]`` and unit ``[B, 1, 1]`` (metres) of the normalised coordinates of
+        ``source [B, N, 3]`` (zeros and ones when ``normalize`` is off)."""
+        B = source.shape[0]
+        if not self.normalize:
+            return source.new_zeros(B, 1, 3), source.new_ones(B, 1, 1)
+        centre = source.mean(1, keepdim=True)
+        k = min(2, source.shape[1])
+        spacing = knn(source, source, k).sqdist[..., k - 1].clamp_min(0).sqrt().median(1).values
+        unit = (SPACINGS_PER_UNIT * spacing).clamp_min(1e-6)
+        return centre, unit.view(B, 1, 1)
 
     def features(self, points: torch.Tensor) -> tuple[torch.Tensor, Graph]:
         """``points [B, N, 3]`` -> features ``[B, N, 128]`` and the graph they were computed on."""
@@ -203,9 +227,12 @@ class SCOOP(nn.Module):
         """``source [B, N, 3]``, ``target [B, M, 3]`` -> :class:`SCOOPOutput`."""
         if source.dim() != 3 or target.dim() != 3 or source.shape[-1] != 3 or target.shape[-1] != 3:
             raise ShapeError(f"source and target must be [B, N, 3] and [B, M, 3], got {list(source.shape)} and {list(target.shape)}")
-        fs, graph = self.features(source)
-        ft, _ = self.features(target)
-        recon, confidence = self.correspond(source, target, fs, ft)
+        centre, unit = self.frame(source)
+        src, tgt = (source - centre) / unit, (target - centre) / unit
+        fs, graph = self.features(src)
+        ft, _ = self.features(tgt)
+        recon, confidence = self.correspond(src, tgt, fs, ft)
+        recon = recon * unit + centre
         return SCOOPOutput(recon - source, confidence, recon, graph)
 
 
@@ -423,6 +450,19 @@ def load_scoop(checkpoint: str | os.PathLike | dict, device: Any = "cpu", **over
     return model.to(resolve_device(device)).eval()
 
 
+def packaged_weights(name: str = "synthetic") -> Path:
+    """Path of a checkpoint shipped inside the package (:data:`PACKAGED_WEIGHTS`).
+
+    ``"synthetic"``: trained by ``motion4d train-scoop`` on synthetic street scenes (randomly
+    rotated, scene-normalised); *not* the paper's weights (the authors' FT3D / KITTI checkpoints
+    load with ``weights=PATH``). The exact command, data seed and training time are in
+    ``pointclouds/methods/weights/README.md``.
+    """
+    check_choice(name, "weights", tuple(PACKAGED_WEIGHTS))
+    path = Path(__file__).with_name(PACKAGED_WEIGHTS[name].split("/")[0]) / PACKAGED_WEIGHTS[name].split("/", 1)[1]
+    return check_file(path, f"packaged SCOOP weights {name!r}")
+
+
 def untrained_scoop(seed: int = 0, **options: Any) -> SCOOP:
     """A randomly initialised SCOOP (seeded), e.g. as the starting point of training."""
     with torch.random.fork_rng(devices=[]):
@@ -433,7 +473,7 @@ def untrained_scoop(seed: int = 0, **options: Any) -> SCOOP:
 # ------------------------------------------------------------------------------ the interface
 @register_method(
     "scoop",
-    "SCOOP correspondence network + test-time refinement (needs weights=)",
+    "SCOOP correspondence network + test-time refinement (packaged synthetic weights, or the authors' files)",
     options=("weights", "preset", "device", "progress", "rows_per_chunk", *(f.name for f in dataclasses.fields(RefineConfig))),
     card=SCOOP_CARD,
 )
@@ -451,9 +491,10 @@ def scoop_flow(
     """SCOOP behind the common interface.
 
     Args:
-        weights: checkpoint path (released ``.tar`` or ours), a :class:`SCOOP` module, or the
-            string ``"untrained"`` for a seeded random network (then the result is mostly the
-            refinement's work; useful only as an ablation).
+        weights: checkpoint path (released ``.tar`` or ours), a :class:`SCOOP` module,
+            ``"synthetic"`` (the packaged checkpoint of :func:`packaged_weights`, used with a one-line
+            notice when ``weights`` is omitted) or ``"untrained"`` for a seeded random network (then
+            the result is mostly the refinement's work; useful only as an ablation).
         preset: refinement settings of one released evaluation script (:data:`REFINE_PRESETS`:
             ``default`` = 150 Adam steps at lr 0.2 without the backward chamfer term, ``kitti_o`` /
             ``kitti_t`` = 1000 steps at 0.05 for 2,048-point clouds, ``kitti_s`` / ``ft3d_s`` for
@@ -467,14 +508,16 @@ def scoop_flow(
     dev = resolve_device(device)
     src, tgt = check_pair(source, target, dev)
     if weights is None:
-        raise InvalidArgumentError(
-            "method='scoop' needs weights=: a checkpoint path (the authors' .tar or one written by "
-            "motion4d train-scoop), a loaded SCOOP module, or 'untrained'"
-        )
+        warnings.warn("method='scoop' without weights=: using the packaged checkpoint trained on synthetic "
+                      "scenes by motion4d train-scoop (weights='synthetic'; not the paper's weights)",
+                      UserWarning, stacklevel=3)
+        weights = "synthetic"
     if isinstance(weights, SCOOP):
         model = weights.to(dev).eval()
     elif isinstance(weights, str) and weights == "untrained":
         model = untrained_scoop(rows_per_chunk=rows_per_chunk).to(dev).eval()
+    elif isinstance(weights, str) and weights in PACKAGED_WEIGHTS:
+        model = load_scoop(packaged_weights(weights), device=dev, rows_per_chunk=rows_per_chunk)
     else:
         model = load_scoop(weights, device=dev, rows_per_chunk=rows_per_chunk)
     with Timer(dev) as total:
@@ -482,7 +525,11 @@ def scoop_flow(
             out = model(src[None], tgt[None])
         flow0, confidence = out.flow[0], out.confidence[0]
         with Timer(dev) as refine_timer:
-            flow, loss = refine_flow(src, tgt, flow0, confidence, refine_cfg, progress=progress)
+            # the refinement's step size and support are in the network's units (metres unless normalised)
+            centre, unit = (v[0] for v in model.frame(src[None]))
+            flow, loss = refine_flow((src - centre) / unit, (tgt - centre) / unit, flow0 / unit, confidence,
+                                     refine_cfg, progress=progress)
+            flow = flow * unit
     return SceneFlowOutput(
         flow.cpu(),
         "scoop",
@@ -510,5 +557,7 @@ __all__ = [
     "save_scoop",
     "load_scoop",
     "untrained_scoop",
+    "packaged_weights",
     "scoop_flow",
+    "PACKAGED_WEIGHTS",
 ]

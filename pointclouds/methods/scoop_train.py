@@ -109,9 +109,9 @@ class SyntheticPairs:
     noise and partial overlap so that the network sees the cases it is evaluated on.
     """
 
-    def __init__(self, num_points: int = 1024, seed: int = 0, extent: float = 12.0) -> None:
+    def __init__(self, num_points: int = 1024, seed: int = 0, extent: float = 12.0, rotate: bool = False) -> None:
         self.num_points = check_int(num_points, "num_points", 16)
-        self.seed, self.extent = int(seed), float(extent)
+        self.seed, self.extent, self.rotate = int(seed), float(extent), bool(rotate)
 
     def __len__(self) -> int:
         return 1 << 30
@@ -120,7 +120,7 @@ class SyntheticPairs:
         from pointclouds.synthetic import make_scene_flow_pair
 
         rng = np.random.default_rng([self.seed, index])
-        return make_scene_flow_pair(
+        sample = make_scene_flow_pair(
             self.num_points,
             seed=int(rng.integers(1 << 31)),
             num_objects=int(rng.integers(2, 6)),
@@ -129,6 +129,13 @@ class SyntheticPairs:
             noise=float(rng.uniform(0.0, 0.02)),
             extent=self.extent,
         )
+        if self.rotate:  # the whole pair in a random frame: no axis is special
+            q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+            R = (q * np.sign(np.diag(r))).astype(np.float32)
+            if np.linalg.det(R) < 0:
+                R[:, 0] = -R[:, 0]
+            sample.source, sample.target, sample.flow = sample.source @ R.T, sample.target @ R.T, sample.flow @ R.T
+        return sample
 
 
 #: the data sets SCOOP trains on: seeded synthetic pairs or a reader of :mod:`pointclouds.data`
@@ -136,17 +143,19 @@ TRAINING_SETS = ("synthetic", "ft3d_s", "kitti_s", "kitti_o", "npz")
 
 
 def open_training_set(name: str, root: str | os.PathLike | None = None, *, num_points: int = 2048, seed: int = 42,
-                      split: str | None = None, keys: dict[str, str] | None = None, pattern: str = "*.npz") -> Any:
+                      split: str | None = None, keys: dict[str, str] | None = None, pattern: str = "*.npz",
+                      rotate: bool = False) -> Any:
     """The training pairs of data set ``name`` (:data:`TRAINING_SETS`), ``num_points`` random points per cloud.
 
     Readers with splits default to ``split="train"`` (``kitti_o``: SCOOP's KITTI_v); ``keys`` and
-    ``pattern`` select the arrays and files of an ``npz`` folder (e.g. FT3D_o with
+    ``pattern`` select the arrays and files of an ``npz`` folder; ``rotate`` (synthetic only) turns
+    every pair by a random rotation (e.g. FT3D_o with
     ``keys={"source": "points1", "target": "points2", "flow": "flow", "mask": "valid_mask1"}``).
     """
     from pointclouds import data
 
     if name == "synthetic":
-        return SyntheticPairs(num_points, seed=seed)
+        return SyntheticPairs(num_points, seed=seed, rotate=rotate)
     if root is None:
         raise InvalidArgumentError(f"dataset {name!r} needs a root folder")
     options: dict[str, Any] = {"num_points": num_points, "sampling": "random", "fewer": "pad", "seed": seed}

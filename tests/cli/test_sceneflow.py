@@ -74,7 +74,8 @@ def test_errors_exit_with_code_2(tmp_path, rng: np.random.Generator, capsys) -> 
     assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "missing.npy"), "--out", out]) == 2
     assert main(["sceneflow", "--out", out, "--method", "zero"]) == 2
     assert main(["sceneflow", "--dataset", "kitti_s", "--out", out]) == 2
-    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), "--out", out, "--method", "scoop"]) == 2
+    assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), "--out", out, "--method", "scoop",
+                 "--weights", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_train_scoop_tool_writes_a_loadable_checkpoint(tmp_path) -> None:  # noqa: ANN001
@@ -103,3 +104,53 @@ def test_train_scoop_opens_training_splits_by_name(tmp_path) -> None:  # noqa: A
     ds = training_set(parser.parse_args(["--out", "x", "--dataset", "npz", "--root", str(generic),
                                      "--keys", "pc1,pc2,flow", "--num-points", "64"]))
     assert len(ds) == 3 and ds.keys["source"] == "pc1" and len(ds[0].source) == 64
+
+
+def test_metric_thresholds_are_flags(tmp_path, rng: np.random.Generator) -> None:  # noqa: ANN001
+    """A 15 cm object moved 16 mm: zero flow passes the lidar preset's 5 cm test, not the object preset's."""
+    src = rng.uniform(-0.075, 0.075, size=(200, 3)).astype(np.float32)
+    shift = np.array([0.016, 0.0, 0.0], np.float32)
+    np.save(tmp_path / "a.npy", src)
+    np.save(tmp_path / "b.npy", src + shift)
+    np.save(tmp_path / "gt.npy", np.tile(shift, (200, 1)))
+    base = ["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--method", "zero",
+            "--gt", str(tmp_path / "gt.npy"), "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "lidar")]) == 0
+    assert json.loads((tmp_path / "lidar" / "metrics.json").read_text())["metrics"]["acc_strict"] == 1.0
+    assert main(base + ["--out", str(tmp_path / "object"), "--thresholds", "object"]) == 0
+    report = json.loads((tmp_path / "object" / "metrics.json").read_text())
+    assert report["metrics"]["acc_strict"] == 0.0 and report["thresholds"]["strict"] == [0.005, 0.05]
+    # an explicit pair replaces the preset's: 2 cm passes a 16 mm error
+    assert main(base + ["--out", str(tmp_path / "own"), "--thresholds", "object", "--acc-strict", "0.02", "0.05"]) == 0
+    report = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert report["metrics"]["acc_strict"] == 1.0 and report["metrics"]["acc_relax"] == 0.0
+    assert main(base + ["--out", str(tmp_path / "bad"), "--outlier", "-1", "0.1"]) == 2
+
+
+def test_scoop_without_weights_uses_the_packaged_checkpoint(tmp_path, rng: np.random.Generator) -> None:  # noqa: ANN001
+    """Before issue #21 ``--method scoop`` without ``--weights`` stopped with an error."""
+    src = rng.uniform(-3, 3, size=(200, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", src)
+    np.save(tmp_path / "b.npy", src + np.array([0.1, 0.0, 0.0], np.float32))
+    with pytest.warns(UserWarning, match="not the paper's weights"):
+        assert main(["sceneflow", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(tmp_path / "o"),
+                     "--method", "scoop", "--option", "steps=5", "--device", "cpu", "--no-progress"]) == 0
+    assert np.load(tmp_path / "o" / "flow.npy").shape == (200, 3)
+
+
+def test_train_scoop_normalised_and_rotated(tmp_path) -> None:  # noqa: ANN001
+    """The flags the packaged checkpoint was trained with: a scene-normalised network on rotated pairs."""
+    from pointclouds.methods.scoop import load_scoop
+    from pointclouds.methods.scoop_train import SyntheticPairs
+
+    out = tmp_path / "scoop"
+    assert main(["train-scoop", "--out", str(out), "--steps", "1", "--batch-size", "1", "--num-points", "64",
+                 "--val-scenes", "1", "--eval-every", "1", "--device", "cpu", "--no-progress", "--normalize",
+                 "--rotate"]) == 0
+    assert load_scoop(out / "model.pt").normalize
+    plain, turned = SyntheticPairs(64, seed=3)[0], SyntheticPairs(64, seed=3, rotate=True)[0]
+    R = np.linalg.lstsq(plain.source.astype(np.float64), turned.source.astype(np.float64), rcond=None)[0].T
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-4)  # the same pair, turned
+    np.testing.assert_allclose(turned.flow, plain.flow @ R.T, atol=1e-4)
+    assert main(["train-scoop", "--out", str(tmp_path / "y"), "--dataset", "kitti_s", "--root", str(tmp_path),
+                 "--rotate"]) == 2

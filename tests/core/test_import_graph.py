@@ -111,7 +111,8 @@ def test_a_cycle_is_reported():
 # motion's 2-D features that the 3-D and Gaussian packages may use; the shared core (errors, checks,
 # atomic writes, devices, registries) comes from motion4d, never through motion
 TWO_D_FEATURES = {"motion.flow_geometry", "motion.estimate", "motion.flow_io", "motion.frames", "motion.models.base",
-                  "motion.tracks", "motion.tracking", "motion.image_io", "motion.video_writer", "motion.visualize"}
+                  "motion.tracks", "motion.tracking", "motion.image_io", "motion.video_writer", "motion.visualize",
+                  "motion.sample_data"}
 
 
 def test_pointclouds_and_splats_use_motion_only_for_2d_features():

@@ -105,3 +105,32 @@ def test_warp_checks_length(rng: np.random.Generator) -> None:
     np.testing.assert_allclose(out.warp(src).numpy(), src + 1e-3, atol=1e-6)
     with pytest.raises(ShapeError):
         out.warp(src[:10])
+
+
+def test_icp_uses_open3d_and_agrees_with_the_fallback(rng: np.random.Generator) -> None:
+    """open3d's registration_icp (the default when installed) and the KD-tree + Kabsch fallback find
+    the same transform; an unavailable back-end is refused."""
+    pytest.importorskip("open3d")
+    src = rng.normal(size=(1500, 3)) * np.array([4.0, 2.0, 1.0])
+    T = _rigid(-0.06, 0.03, (0.3, 0.2, -0.1))
+    tgt = (src @ T[:3, :3].T + T[:3, 3])[rng.permutation(len(src))]
+    fast = estimate_scene_flow(src, tgt, method="icp", max_iterations=100, tolerance=1e-9)
+    slow = estimate_scene_flow(src, tgt, method="icp", max_iterations=100, tolerance=0.0, backend="scipy")
+    assert fast.extras["backend"] == "open3d" and slow.extras["backend"] == "kabsch"
+    np.testing.assert_allclose(fast.extras["transform"].numpy(), T, atol=1e-4)
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), atol=1e-3)
+
+
+def test_icp_falls_back_without_open3d(rng: np.random.Generator, monkeypatch) -> None:  # noqa: ANN001
+    from motion4d.errors import BackendUnavailableError
+    from pointclouds.methods import baselines
+
+    monkeypatch.setattr(baselines, "_open3d_available", lambda: False)
+    src = rng.normal(size=(400, 3)) * np.array([4.0, 2.0, 1.0])
+    T = _rigid(0.05, 0.0, (0.2, -0.1, 0.0))
+    tgt = src @ T[:3, :3].T + T[:3, 3]
+    out = estimate_scene_flow(src, tgt, method="icp", max_iterations=100, tolerance=0.0)
+    assert out.extras["backend"] == "kabsch"
+    np.testing.assert_allclose(out.extras["transform"].numpy(), T, atol=1e-4)
+    with pytest.raises(BackendUnavailableError):
+        estimate_scene_flow(src, tgt, method="icp", backend="open3d")

@@ -101,3 +101,48 @@ def test_bad_inputs():
         scene_flow_metrics(PRED, GT, np.array([0, 2, 1, 0]))
     with pytest.raises(InvalidArgumentError, match="angle"):
         scene_flow_metrics(PRED, GT, angle="2d")
+
+
+def _small_object_moved(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A 15 cm object (points in a 15 cm cube) moved by 16 mm: the issue's scanned-object case."""
+    points = rng.uniform(-0.075, 0.075, size=(500, 3))
+    return points, np.tile([0.016, 0.0, 0.0], (len(points), 1))
+
+
+def test_object_preset_does_not_reward_zero_flow_on_a_small_object(rng: np.random.Generator) -> None:
+    from pointclouds.metrics import THRESHOLD_PRESETS
+
+    _, gt = _small_object_moved(rng)
+    zero = np.zeros_like(gt)
+    lidar = scene_flow_metrics(zero, gt)  # the literature's 5 cm: 16 mm of error passes
+    assert lidar["acc_strict"] == 1.0 and lidar["acc_relax"] == 1.0
+    obj = scene_flow_metrics(zero, gt, thresholds="object")
+    assert obj["acc_strict"] == 0.0 and obj["acc_relax"] == 0.0 and obj["outliers"] == 1.0
+    assert THRESHOLD_PRESETS["object"].strict == pytest.approx((0.005, 0.05))
+    # a prediction 2 mm off passes the object preset's 5 mm test
+    near = gt + np.array([0.0, 0.002, 0.0])
+    assert scene_flow_metrics(near, gt, thresholds="object")["acc_strict"] == 1.0
+
+
+def test_thresholds_are_parameters() -> None:
+    from pointclouds.metrics import Thresholds
+
+    # PRED's errors 0.04 / 0.08 / 0.06 / 0.35 m; relative 0.04 / 0.08 / 0.3 / 0.175
+    tight = Thresholds(strict=(0.05, 0.01), relax=(0.07, 0.01), outlier=(0.07, 0.5))
+    m = scene_flow_metrics(PRED, GT, thresholds=tight)
+    assert m["acc_strict"] == pytest.approx(0.25)  # only 0.04 < 0.05 (no relative error < 1 %)
+    assert m["acc_relax"] == pytest.approx(0.5)  # 0.04 and 0.06 < 0.07
+    assert m["outliers"] == pytest.approx(0.5)  # 0.08 and 0.35 > 0.07 (no relative error > 50 %)
+    as_dict = scene_flow_metrics(PRED, GT, thresholds=tight.as_dict())
+    assert as_dict == m
+    scaled = Thresholds().scaled(2.0)
+    assert scaled.strict == (0.1, 0.05) and scaled.outlier == (0.6, 0.1)
+    acc = SceneFlowMetricAccumulator(thresholds="object")
+    acc.update(np.zeros((3, 3)), np.tile([0.016, 0, 0], (3, 1)))
+    assert acc.compute()["acc_strict"] == 0.0
+
+
+@pytest.mark.parametrize("bad", ["metric", {"strict": (0.05,)}, {"strict": (0.05, -1.0)}, {"loose": (1, 1)}, 3.0])
+def test_bad_thresholds_raise(bad) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidArgumentError):
+        scene_flow_metrics(PRED, GT, thresholds=bad)

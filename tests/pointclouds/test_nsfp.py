@@ -24,6 +24,8 @@ from pointclouds.methods.nsfp import (
 )
 
 SMALL = {"hidden_size": 32, "num_layers": 3}
+#: the distance-transform (Fast NSF grid) variant, no longer the nsfp-fast preset but still an option
+GRID = {"loss": "dt", "scale_free": False, "rigid_init": False, "rigid_margin": None}
 
 
 def test_early_stopping_follows_nsfp_rule() -> None:
@@ -59,7 +61,8 @@ def test_chunked_lookup_loss_with_reverse_term_equals_the_unchunked_one(rng: np.
     reverse_idx = torch.from_numpy(rng.integers(0, len(src), len(tgt)))
     grads, losses = [], []
     for chunk in (10_000, 23):
-        cfg = make_config("nsfp-fast", chunk_size=chunk, truncate=1.0, truncate_slope=0.1, reverse_weight=0.7, **SMALL)
+        cfg = make_config("nsfp-fast", chunk_size=chunk, truncate=1.0, truncate_slope=0.1, reverse_weight=0.7,
+                          **GRID, **SMALL)
         net = build_field(cfg, torch.device("cpu")).double()
         loss, _ = _loss_step(net, None, src, tgt, grid, cfg, reverse_idx)
         grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
@@ -123,10 +126,10 @@ def test_best_loss_snapshot_is_kept() -> None:
     assert chamfer_distance(last, torch.from_numpy(tgt), truncate=cfg.truncate).loss.item() >= result.best_loss - 1e-7
 
 
-def test_fast_mode_recovers_a_translation(rng: np.random.Generator) -> None:
+def test_grid_mode_recovers_a_translation(rng: np.random.Generator) -> None:
     src, tgt, gt = _translated_pair(rng)
     opts = dict(device="cpu", max_iterations=100, patience=100, voxel_size=0.05, batch_points=128, batch_iterations=60,
-                **SMALL)
+                **GRID, **SMALL)
     out = estimate_scene_flow(src, tgt, method="nsfp-fast", **opts)
     assert scene_flow_metrics(out.flow, gt)["epe3d"] < 0.1
     assert out.extras["config"]["loss"] == "dt" and not out.extras["config"]["backward_flow"]
@@ -222,33 +225,140 @@ def _scene_epe(method: str, seed: int, nonrigid: bool) -> float:
 
 @pytest.mark.slow
 def test_nsfp_beats_baselines_on_synthetic_scenes() -> None:
-    """NSFP reaches less than half the EPE3D of the better of NN flow and ICP on two scenes."""
+    """NSFP beats the better of NN flow and ICP by a fifth or more on two scenes.
+
+    (Half, while ICP was the KD-tree + Kabsch loop, which stopped earlier: open3d's ICP reaches 0.53 m
+    on the first scene instead of 0.85 m; NSFP 0.36 m.)"""
     for seed, nonrigid in SCENES[:2]:
         epe = {m: _scene_epe(m, seed, nonrigid) for m in ("nn", "icp", "nsfp")}
-        assert epe["nsfp"] < 0.5 * min(epe["nn"], epe["icp"]), epe
+        assert epe["nsfp"] < 0.8 * min(epe["nn"], epe["icp"]), epe
 
 
 @pytest.mark.slow
 def test_nsfp_fast_beats_baselines_on_synthetic_scenes() -> None:
-    """Fast mode beats the better baseline on every scene, by more than half on average.
-
-    Measured with three network seeds: per-scene ratio to the better baseline 0.30-0.68, mean 0.42-0.47.
-    """
+    """Fast mode beats the better baseline on every scene, by about a third on average (scenes of another
+    generator than the benchmark's: mover-dominated, so the scale-free fast mode fits them from no motion)."""
     ratios = []
     for seed, nonrigid in SCENES:
         epe = {m: _scene_epe(m, seed, nonrigid) for m in ("nn", "icp", "nsfp-fast")}
         ratios.append(epe["nsfp-fast"] / min(epe["nn"], epe["icp"]))
-        assert ratios[-1] < 0.8, (seed, epe)
-    assert float(np.mean(ratios)) < 0.6, ratios
+        assert ratios[-1] < 0.85, (seed, epe)
+    # measured 0.71 / 0.32 / 0.80 / 0.79 (mean 0.66) against open3d's ICP; the bounds were 0.8 / 0.6
+    # against the KD-tree + Kabsch ICP, which stopped earlier (0.85 m instead of 0.53 m on the first scene)
+    assert float(np.mean(ratios)) < 0.7, ratios
 
 
 @pytest.mark.slow
 def test_nsfp_fast_stays_close_to_nsfp() -> None:
     """Fast mode's mean EPE3D over the four scenes is within 10 % of NSFP's (the issue's target).
 
-    Measured with three network seeds: 0.78-0.85x NSFP (NSFP 0.411; fast 0.320-0.347). Without the
-    target-to-source term (``reverse_weight=0``, 512-point batches) it was 1.25x.
+    Measured: NSFP 0.411, scale-free fast mode 0.384 (0.697 while it always started from the ICP
+    motion, which these mover-dominated scenes do not have; 0.608 with target-to-source indices 25
+    steps stale instead of 5).
     """
     fast = np.mean([_scene_epe("nsfp-fast", seed, nonrigid) for seed, nonrigid in SCENES])
     full = np.mean([_scene_epe("nsfp", seed, nonrigid) for seed, nonrigid in SCENES])
     assert fast < 1.1 * full, (fast, full)
+
+
+def test_stop_forecast_is_early_stopping_aware() -> None:
+    """On a geometrically settling loss the forecast final step, made at a third of the run, is within
+    30 % of where EarlyStopping really stops (the old bar's total was max_iterations: 5,000)."""
+    from pointclouds.methods.nsfp import StopForecast
+
+    patience, min_delta = 30, 1e-4
+    losses = [0.01 + 0.5 * 0.985**t for t in range(5000)]
+    stopper = EarlyStopping(patience, min_delta)
+    stop = next(t for t, v in enumerate(losses, start=1) if stopper.step(v))
+    forecast = StopForecast(patience, min_delta, 5000)
+    guesses = [forecast.update(t, v) for t, v in enumerate(losses[:stop], start=1)]
+    assert all(g is None for g in guesses[: 2 * patience])
+    third = guesses[stop // 3]
+    assert third is not None and abs(third - stop) < 0.3 * stop, (third, stop)
+    assert guesses[-1] == pytest.approx(stop, abs=patience)
+    assert all(g is None or g <= 5000 for g in guesses)
+
+
+def test_stop_forecast_on_a_real_fit(rng: np.random.Generator) -> None:
+    from pointclouds.methods.nsfp import StopForecast
+
+    src, tgt, _ = _translated_pair(rng, 300)
+    cfg = make_config("nsfp", backward_flow=False, **SMALL)
+    result = fit_nsfp(src, tgt, cfg, device="cpu")
+    assert len(result.losses) == result.iterations < cfg.max_iterations
+    forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
+    guesses = [forecast.update(t, v) for t, v in enumerate(result.losses, start=1)]
+    half = next((g for g in guesses[result.iterations // 2:] if g is not None), None)
+    assert half is not None and half < 3 * result.iterations, (half, result.iterations)
+
+
+def test_reused_indices_give_nsfps_chamfer(rng: np.random.Generator) -> None:
+    """The lean loss with prebuilt KD-trees equals chamfer_distance's (both directions, truncated, cycle)."""
+    from pointclouds.methods.nsfp import NearestIndex
+    from pointclouds.neighbors import chamfer_distance
+
+    src = torch.from_numpy(rng.uniform(-2, 2, size=(300, 3)).astype(np.float32))
+    tgt = torch.from_numpy(rng.uniform(-2, 2, size=(280, 3)).astype(np.float32))
+    cfg = make_config("nsfp", truncate=1.0, hidden_dtype="float32", **SMALL)
+    net, inverse = build_field(cfg, torch.device("cpu")), build_field(cfg, torch.device("cpu"))
+    loss, flow = _loss_step(net, inverse, src, tgt, None, cfg, indices=(NearestIndex(src), NearestIndex(tgt)))
+    with torch.no_grad():
+        warped = src + net(src)
+        back = warped - inverse(warped)
+        expected = chamfer_distance(warped, tgt, truncate=1.0).loss + chamfer_distance(back, src, truncate=1.0).loss
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(flow, warped - src)
+
+
+def test_bf16_hidden_products_stay_close_to_float32(rng: np.random.Generator) -> None:
+    from pointclouds.methods.nsfp import FlowField
+
+    torch.manual_seed(0)
+    exact = FlowField(64, 4)
+    half = FlowField(64, 4, hidden_dtype=torch.bfloat16)
+    half.load_state_dict(exact.state_dict())
+    x = torch.from_numpy(rng.normal(size=(500, 3)).astype(np.float32))
+    a, b = exact(x), half(x)
+    assert b.dtype == torch.float32
+    assert (a - b).norm() / a.norm() < 2e-2
+    assert make_config("nsfp", hidden_dtype="float32").hidden_dtype == "float32"
+    with pytest.raises(InvalidArgumentError):
+        make_config("nsfp", hidden_dtype="float16")
+
+
+def _box_room(rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walls of a box room seen twice (independent samples) after a small rigid motion, plus a moved box."""
+    def surface(n: int) -> np.ndarray:
+        p = rng.uniform(-1, 1, size=(n, 3)) * np.array([3.0, 2.0, 1.5])
+        axis = rng.integers(0, 3, n)
+        p[np.arange(n), axis] = np.sign(rng.uniform(-1, 1, n)) * np.array([3.0, 2.0, 1.5])[axis]
+        return p
+    R = np.array([[np.cos(0.04), -np.sin(0.04), 0], [np.sin(0.04), np.cos(0.04), 0], [0, 0, 1]])
+    t = np.array([0.15, -0.05, 0.02])
+    src = surface(1500)
+    tgt = surface(1500) @ R.T + t
+    flow = src @ R.T + t - src
+    return (src * scale).astype(np.float32), (tgt * scale).astype(np.float32), (flow * scale).astype(np.float32)
+
+
+def test_fast_mode_is_scale_free(rng: np.random.Generator) -> None:
+    """nsfp-fast on a room and on the same room 40x larger (a street): the same flow, scaled."""
+    src, tgt, gt = _box_room(rng, 1.0)
+    small = estimate_scene_flow(src, tgt, method="nsfp-fast", device="cpu", hidden_dtype="float32")
+    large = estimate_scene_flow(src * 40, tgt * 40, method="nsfp-fast", device="cpu", hidden_dtype="float32")
+    np.testing.assert_allclose(large.numpy() / 40, small.numpy(), atol=2e-3)
+    assert scene_flow_metrics(small.flow, gt)["epe3d"] < 0.2 * scene_flow_metrics(
+        estimate_scene_flow(src, tgt, method="nn").flow, gt)["epe3d"]
+    assert small.extras["spacing"] * 40 == pytest.approx(large.extras["spacing"], rel=1e-4)
+
+
+def test_fast_mode_does_not_depend_on_the_vertical_axis(rng: np.random.Generator) -> None:
+    src, tgt, gt = _box_room(rng, 1.0)
+    from pointclouds.benchmark.meshes import random_rotation
+
+    R = random_rotation(np.random.default_rng(5)).astype(np.float32)
+    upright = estimate_scene_flow(src, tgt, method="nsfp-fast", device="cpu")
+    turned = estimate_scene_flow(src @ R.T, tgt @ R.T, method="nsfp-fast", device="cpu")
+    a = scene_flow_metrics(upright.flow, gt)["epe3d"]
+    b = scene_flow_metrics(turned.flow, gt @ R.T)["epe3d"]
+    assert b < 1.5 * a + 0.01 and a < 1.5 * b + 0.01, (a, b)

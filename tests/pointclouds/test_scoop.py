@@ -207,10 +207,10 @@ def test_bad_checkpoints_raise(tmp_path) -> None:  # noqa: ANN001
         load_scoop(state)
 
 
-def test_scoop_needs_weights(rng: np.random.Generator) -> None:
+def test_scoop_bad_weights_and_options(rng: np.random.Generator, tmp_path) -> None:  # noqa: ANN001
     pts = rng.normal(size=(40, 3)).astype(np.float32)
-    with pytest.raises(InvalidArgumentError, match="weights"):
-        estimate_scene_flow(pts, pts, method="scoop")
+    with pytest.raises(MissingFileError):
+        estimate_scene_flow(pts, pts, method="scoop", weights=str(tmp_path / "missing.pt"))
     with pytest.raises(InvalidArgumentError):
         estimate_scene_flow(pts, pts, method="scoop", weights="untrained", lr=0.0)
 
@@ -279,7 +279,9 @@ def test_short_cpu_training_beats_the_baselines(tmp_path) -> None:  # noqa: ANN0
     assert evaluate_network(trained, scenes)["epe3d"] == pytest.approx(net.mean(), rel=1e-5)
     assert refined.mean() < 0.85 * net.mean(), rows
     assert refined.mean() < 0.75 * refined_untrained.mean(), rows
-    assert refined.mean() < 0.7 * baseline.mean() and (refined < baseline).all(), rows
+    # 0.71x measured against open3d's ICP (0.53 / 1.08 / 0.51 m); the bound was 0.7x against the KD-tree +
+    # Kabsch ICP, which stopped earlier (0.84 m mean)
+    assert refined.mean() < 0.8 * baseline.mean() and (refined < baseline).all(), rows
     # the checkpoint on disk gives the very same network output, confidence and refined flow
     reloaded = load_scoop(tmp_path / "model.pt")
     s = scenes[0]
@@ -287,3 +289,34 @@ def test_short_cpu_training_beats_the_baselines(tmp_path) -> None:  # noqa: ANN0
     b = estimate_scene_flow(s.source, s.target, method="scoop", weights=reloaded, device="cpu", steps=20)
     assert torch.equal(a.extras["flow_network"], b.extras["flow_network"]) and torch.equal(a.flow, b.flow)
     assert torch.equal(a.confidence, b.confidence)
+
+
+def test_packaged_synthetic_checkpoint_is_small_recorded_and_used_by_default(rng: np.random.Generator) -> None:
+    from pointclouds.methods.scoop import packaged_weights
+
+    path = packaged_weights("synthetic")
+    assert path.stat().st_size < 5 * 2**20
+    model = load_scoop(path)
+    assert model.normalize and model.nb_iter == 1
+    record = (path.parent / "README.md").read_text()
+    assert "motion4d train-scoop" in record and "--seed 42" in record and "not** the paper's weights" in record
+    src = rng.uniform(-3, 3, size=(150, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="weights='synthetic'"):
+        default = estimate_scene_flow(src, src + 0.1, method="scoop", device="cpu", steps=3)
+    named = estimate_scene_flow(src, src + 0.1, method="scoop", device="cpu", steps=3, weights="synthetic")
+    assert torch.equal(default.flow, named.flow)
+    with pytest.raises(InvalidArgumentError):
+        packaged_weights("kitti")
+
+
+def test_normalised_network_is_scale_free(rng: np.random.Generator) -> None:
+    """A scene-normalised SCOOP gives the same flow (in scene units) for a scene and a 25x larger copy."""
+    model = untrained_scoop(3, normalize=True)
+    src = torch.from_numpy(rng.uniform(-2, 2, size=(1, 120, 3)).astype(np.float32))
+    tgt = src + torch.tensor([0.2, -0.1, 0.05])
+    with torch.no_grad():
+        small, large = model(src, tgt), model(src * 25, tgt * 25)
+    torch.testing.assert_close(large.flow / 25, small.flow, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(large.confidence, small.confidence, rtol=1e-3, atol=1e-4)
+    plain = untrained_scoop(3)
+    assert not plain.normalize and "normalize" in plain.config()

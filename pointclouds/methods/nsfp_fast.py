@@ -1,0 +1,309 @@
+"""Scale-free fast NSFP (preset ``nsfp-fast``): a rigid start, a residual field in units of the point
+spacing, exact nearest neighbours from prebuilt indices, and a per-region choice between the rigid
+motion and the field.
+
+NSFP's settings are in metres (2 m^2 truncation, raw-metre MLP inputs, 0.1 m lookup grids in Fast
+NSF), which suit 35 m KITTI crops and nothing else: on a 5 m room every object is a fraction of
+one MLP input unit, on a 100 m street a 2 m ego motion is beyond the truncation. Here every length
+comes from the data:
+
+* **Units.** ``s`` = median nearest-neighbour distance of the source; the field works in units of
+  ``L = length_scale * s`` (inputs ``(p - centroid) / L``, flow in ``L``), so the truncation
+  (``truncate``, in ``L^2``), the learning rate and the early-stopping ``min_delta`` (in ``L``)
+  mean the same thing in a room and on a street. No axis is special (the inputs are only centred).
+* **Rigid start** (``rigid_init``). Two ICP passes (open3d when installed): the first with a
+  correspondence radius of ``max(30 s, 5 % of the extent)`` (ego motions of metres), the second at
+  ``3 s``. The field is the residual on top of that motion, its last layer zero-initialised, so the
+  fit starts at the rigid flow.
+* **Exact nearest neighbours, no grid.** The target's KD-tree is built once; a step queries it for
+  its points (a mini-batch: microseconds). The target-to-source term (each target point pulls its
+  nearest warped source point) rebuilds the warped source's tree every ``reverse_refresh``
+  mini-batch steps and at every full-cloud step. Memory is that of the two trees.
+* **Schedule.** ``batch_iterations`` mini-batch steps (``batch_points``, default a quarter of the
+  cloud, 256 to 2,048 points, under a cosine learning rate, exponential average of the weights),
+  then full-cloud steps with early stopping and NSFP's best-loss snapshot, up to ``max_iterations``.
+* **Rigid or field** (``rigid_margin``). Where the rigid motion puts the points on the target's
+  surfaces as well as the field does (neighbourhood-mean point-to-plane distance no more than
+  ``rigid_margin`` local point spacings worse, :func:`choose_rigid`), the rigid flow is kept: static and ego-moving surfaces get ICP's accuracy instead of a field fitted
+  to the sampling of the two sweeps; movers, whose rigid residual is their own motion, keep the field.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .common import Timer
+from .fitting import EarlyStopping, NearestIndex, StopForecast, cosine_lr
+
+
+def point_spacing(points: torch.Tensor, sample: int = 4096, seed: int = 0) -> float:
+    """Median distance (m) from a point to its nearest other point (on at most ``sample`` points)."""
+    from scipy.spatial import cKDTree
+
+    pts = points.detach().cpu().numpy()
+    tree = cKDTree(pts)
+    if len(pts) > sample:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), sample, replace=False)]
+    d = tree.query(pts, k=2)[0][:, 1]
+    positive = d[d > 0]
+    return float(np.median(positive)) if len(positive) else 1.0
+
+
+def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.Tensor:
+    """``float64 [4, 4]`` source-to-target transform from coarse-to-fine point-to-plane ICP (correspondence
+    radii ``max(30 s, 2 % of the extent)``, ``10 s``, ``3 s``; target normals from 16 neighbours): the
+    planes let lidar rings and camera grids slide along the ground instead of locking the two sweeps'
+    sampling patterns together (a point-to-point ICP, or a score that counts close points, prefers no
+    motion there). open3d's ICP when installed, point-to-point
+    :func:`~pointclouds.methods.baselines.icp_flow` otherwise."""
+    from pointclouds.neighbors import _open3d_available
+
+    extent = float(torch.linalg.vector_norm(src.max(0).values - src.min(0).values))
+    radii = (max(30 * spacing, 0.02 * extent), 10 * spacing, 3 * spacing)
+    if not _open3d_available():
+        from .baselines import icp_flow
+
+        T = None
+        for radius in radii:
+            T = icp_flow(src, tgt, max_iterations=40, max_correspondence_distance=radius, tolerance=1e-7, init=T,
+                         device=src.device, backend="kdtree").extras["transform"]
+        return T.to(src.device)
+    import open3d as o3d
+
+    reg = o3d.pipelines.registration
+    clouds = []
+    source = src.detach().cpu().double().numpy()
+    if len(source) > ICP_POINTS:  # a rigid motion needs no more points than this (ICP cost grows with them)
+        source = source[np.random.default_rng(0).choice(len(source), ICP_POINTS, replace=False)]
+    for points in (source, tgt.detach().cpu().double().numpy()):
+        cloud = o3d.geometry.PointCloud()
+        cloud.points = o3d.utility.Vector3dVector(points)
+        clouds.append(cloud)
+    clouds[1].estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
+    candidates = [np.eye(4)]
+    for estimator in (reg.TransformationEstimationPointToPlane(), reg.TransformationEstimationPointToPoint()):
+        T = np.eye(4)
+        for radius in radii:
+            T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator,
+                                     reg.ICPConvergenceCriteria(1e-6, 1e-6, 25)).transformation
+        candidates.append(np.array(T))
+    # score: robust mean point-to-plane distance (capped at 3 s); a count of close points would favour
+    # "no motion" for lidar rings, whose pattern repeats in both sweeps, a point-to-plane distance
+    # does not (only the ground, not the walls and objects, lets the rings slide)
+    from scipy.spatial import cKDTree
+
+    tgt_np = np.asarray(clouds[1].points)
+    normals = np.asarray(clouds[1].normals)
+    tree = cKDTree(tgt_np)
+    src_np = np.asarray(clouds[0].points)
+
+    def score(T: np.ndarray) -> float:
+        moved = src_np @ T[:3, :3].T + T[:3, 3]
+        _, j = tree.query(moved, k=1, workers=-1)
+        d = np.abs(np.einsum("ij,ij->i", moved - tgt_np[j], normals[j]))
+        return float(np.minimum(d, radii[-1]).mean())
+
+    scores = [score(T) for T in candidates]
+    best = int(np.argmin(scores))
+    if scores[0] <= (1.0 + IDENTITY_MARGIN) * scores[best]:  # no motion unless a motion fits clearly better
+        best = 0
+    return torch.from_numpy(candidates[best]).to(src.device)
+
+
+ICP_POINTS = 3000
+"""Source points (a random subset) that the rigid start registers."""
+IDENTITY_MARGIN = 0.05
+"""The rigid start keeps "no motion" unless an ICP result's score is this much (relative) lower: near-ties
+come from ICP sliding along planes (a street seen by a camera standing still), not from motion."""
+
+
+def _leaky(d: torch.Tensor, r: float, slope: float) -> torch.Tensor:
+    return torch.where(d.detach() < r, d, r + slope * (d - r))
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).square().sum(-1).clamp_min(1e-12).sqrt()
+
+
+def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, net: nn.Module,
+             start_rigid: bool = True, progress: bool = False) -> dict[str, Any]:
+    """The scale-free fast fit (see the module docstring) of validated ``src [N, 3]``, ``tgt [M, 3]``.
+
+    ``cfg`` is an :class:`~pointclouds.methods.nsfp.NSFPConfig`, ``net`` the field to fit (an NSFP
+    :class:`~pointclouds.methods.nsfp.FlowField`; ``start_rigid`` zeroes its last layer so that the fit
+    starts at the rigid flow). Returns ``flow [N, 3]`` (m), ``best_loss``, ``best_iteration``,
+    ``iterations``, ``seconds``, ``losses``, ``point_steps`` and ``extras``.
+    """
+
+    with Timer(dev) as timer:
+        spacing = point_spacing(src)
+        unit = cfg.length_scale * spacing
+        centre = src.mean(0)
+        x, y = (src - centre) / unit, (tgt - centre) / unit
+        T, rigid, fitness = torch.eye(4, dtype=torch.float64, device=dev), torch.zeros_like(src), 0.0
+        if cfg.rigid_init:
+            T = rigid_start(src, tgt, spacing)
+            moved = (src.double() @ T[:3, :3].T + T[:3, 3]).float()
+            nearest = tgt[NearestIndex(tgt, cfg.backend).query(moved)]
+            fitness = float((_distance(moved, nearest) < 1.5 * spacing).float().mean())
+            if fitness >= cfg.rigid_min_fitness:
+                rigid = (moved - src) / unit
+            else:  # mostly movers: no dominant motion to start from
+                T = torch.eye(4, dtype=torch.float64, device=dev)
+        use_rigid = cfg.rigid_init and fitness >= cfg.rigid_min_fitness
+        if start_rigid and use_rigid:
+            with torch.no_grad():  # start exactly at the rigid flow
+                last = net.mlp[-1]
+                last.weight.zero_()
+                last.bias.zero_()
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        y_index = NearestIndex(y, cfg.backend)
+        n, m = len(x), len(y)
+        batch = cfg.batch_points or int(min(1024, max(256, n // 8)))
+        batch = min(batch, n)
+        batch_steps = min(cfg.batch_iterations, cfg.max_iterations - 1) if batch < n else 0
+        r = math.sqrt(cfg.truncate) if cfg.truncate is not None else math.inf
+        slope = cfg.truncate_slope
+        generator = torch.Generator().manual_seed(cfg.seed)
+        averaged = [p.detach().clone() for p in net.parameters()] if batch_steps and cfg.batch_average > 0 else None
+        stopper = EarlyStopping(cfg.patience, cfg.min_delta)
+        forecast = StopForecast(cfg.patience, cfg.min_delta, cfg.max_iterations)
+        best_loss, best_flow, best_iteration = math.inf, rigid.clone(), 0
+        history: list[float] = []
+        point_steps = 0
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=None, desc="nsfp-fast", leave=False)
+        reverse = cfg.reverse_weight > 0
+        reverse_idx = None
+        flow_now = rigid.clone()
+        iteration = 0
+        for iteration in range(1, cfg.max_iterations + 1):
+            full = iteration > batch_steps
+            if cfg.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(cfg, iteration)
+            optimizer.zero_grad(set_to_none=True)
+            if averaged is not None and iteration == batch_steps + 1:
+                with torch.no_grad():
+                    for p, a in zip(net.parameters(), averaged):
+                        p.copy_(a)
+                    flow_now = rigid + net(x)
+            if reverse and (full or reverse_idx is None or (iteration - 1) % cfg.reverse_refresh == 0):
+                reverse_idx = NearestIndex(x + flow_now, cfg.backend).query(y)
+            if not full:
+                pick = torch.randperm(n, generator=generator)[:batch].to(dev)
+                points = x[pick]
+                if reverse:
+                    pick_t = torch.randperm(m, generator=generator)[: max(1, batch // 2)].to(dev)
+                    pulled = reverse_idx[pick_t]
+                    points = torch.cat([points, x[pulled]])
+                    base = torch.cat([rigid[pick], rigid[pulled]])
+                else:
+                    base = rigid[pick]
+                f = base + net(points)
+                warped = points[:batch] + f[:batch]
+                with torch.no_grad():
+                    near = y[y_index.query(warped)]
+                term = _leaky(_distance(warped, near), r, slope).mean()
+                if reverse:
+                    term = term + cfg.reverse_weight * _leaky(_distance(x[pulled] + f[batch:], y[pick_t]), r, slope).mean()
+                term.backward()
+                loss = term.item()
+                point_steps += len(points)
+                if not math.isfinite(loss):
+                    break
+                if iteration % cfg.reverse_refresh == 0 and reverse:
+                    point_steps += n // 3  # the forward pass below: no backward, about a third of a step
+                    with torch.no_grad():
+                        flow_now = rigid + net(x)
+            else:
+                f = rigid + net(x)
+                warped = x + f
+                if not bool(torch.isfinite(warped).all()):
+                    break
+                with torch.no_grad():
+                    near = y[y_index.query(warped)]
+                term = _leaky(_distance(warped, near), r, slope).mean()
+                if reverse:
+                    term = term + cfg.reverse_weight * _leaky(_distance(warped[reverse_idx], y), r, slope).mean()
+                term.backward()
+                loss = term.item()
+                point_steps += n
+                flow_now = f.detach()
+                history.append(loss)
+                if math.isfinite(loss) and loss < best_loss:
+                    best_loss, best_flow, best_iteration = loss, flow_now, iteration
+                if stopper.step(loss):
+                    break
+            optimizer.step()
+            if averaged is not None and not full:
+                with torch.no_grad():
+                    torch._foreach_lerp_(averaged, list(net.parameters()), 1.0 - cfg.batch_average)
+            if bar is not None:
+                if full:
+                    expected = forecast.update(iteration, loss)
+                    if expected is not None:
+                        bar.total = expected
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}")
+        if bar is not None:
+            bar.close()
+        flow = best_flow
+        kept_rigid = 0.0
+        if cfg.rigid_margin is not None and use_rigid:
+            flow, kept_rigid = choose_rigid(x, y, y_index, normals(y), rigid, flow, cfg.rigid_margin)
+        flow = flow * unit
+    return {"flow": flow, "best_loss": best_loss * unit, "best_iteration": best_iteration, "iterations": iteration,
+            "seconds": timer.seconds, "losses": [h * unit for h in history], "point_steps": point_steps,
+            "extras": {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
+                       "rigid_fitness": fitness,
+                       "batch_points": batch}}
+
+
+@torch.no_grad()
+def normals(points: torch.Tensor, k: int = 16) -> torch.Tensor:
+    """Unit normals ``[N, 3]`` (unoriented): the least-variance direction of each point's ``k`` neighbours."""
+    from pointclouds.neighbors import knn
+
+    idx = knn(points, points, min(k, len(points))).idx
+    local = points[idx] - points[idx].mean(1, keepdim=True)
+    cov = local.transpose(1, 2) @ local
+    return torch.linalg.eigh(cov.double())[1][:, :, 0].float()
+
+
+@torch.no_grad()
+def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torch.Tensor, rigid: torch.Tensor,
+                 field: torch.Tensor, margin: float, k: int = 8) -> tuple[torch.Tensor, float]:
+    """Per source point, the rigid flow where its neighbourhood (``k`` points) lies on the target's
+    surfaces with it about as well as with the field, else the field's flow; and the share of rigid points.
+
+    "On the surfaces" is the point-to-plane distance to the nearest target point (its normal from the
+    target's neighbours), not the point-to-point one: between lidar rings or camera pixels a rigidly
+    moved point lies on the ground plane yet far from every sample, and a field fitted to the samples
+    can always pull it onto one, which is no evidence of motion. A mover, moved only rigidly, sits off
+    the target's surfaces. The rigid flow is kept where its neighbourhood-mean plane distance exceeds
+    the field's by at most ``margin`` times the neighbourhood's point spacing in field units.
+    """
+    from pointclouds.neighbors import knn
+
+    def plane_distance(flow: torch.Tensor) -> torch.Tensor:
+        warped = x + flow
+        j = y_index.query(warped)
+        return ((warped - y[j]) * y_normals[j]).sum(-1).abs()
+
+    neighbours = knn(x, x, min(k, len(x)))
+    spacing = neighbours.sqdist[:, 1:].clamp_min(0).sqrt().mean(1) if neighbours.idx.shape[1] > 1 else torch.zeros(len(x))
+    e_rigid = plane_distance(rigid)[neighbours.idx].mean(1)
+    e_field = plane_distance(field)[neighbours.idx].mean(1)
+    use_rigid = e_rigid <= e_field + margin * spacing
+    return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
+
+
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "choose_rigid", "normals"]

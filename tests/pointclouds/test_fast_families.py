@@ -1,0 +1,48 @@
+"""nsfp-fast against NSFP and the baselines on reporting scenes of every geometry family (slow).
+
+The targets of issue #21 per family: EPE3D no worse than the better of NN / ICP, within 10 % of NSFP's
+(or better), and at least 10x less network work than NSFP (points pushed through a network times
+its parameters, summed over steps: a deterministic stand-in for time; the timings themselves are
+measured side by side by bench/scene_flow.py).
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from pointclouds import estimate_scene_flow, scene_flow_metrics
+from pointclouds.benchmark import REPORTING_SET, make_benchmark_scene
+
+pytest.importorskip("open3d")
+
+FAMILY_SCENES = {  # reporting scenes at 2,048 points: one per geometry, with movers and ego motion
+    "street": 1,  # street, ego + non-rigid movers, lidar, rotated frame, 90 % overlap
+    "room": 4,  # room, ego + non-rigid person, depth camera, OpenCV frame
+    "real_depth": 7,  # Middlebury depth, ego + rigid mover, depth camera, OpenCV frame
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _run(index: int) -> dict:
+    import dataclasses
+
+    spec = dataclasses.replace(REPORTING_SET[index], num_points=2048)
+    s = make_benchmark_scene(spec)
+    out = {}
+    for method in ("nn", "icp", "nsfp", "nsfp-fast"):
+        options = {"device": "cpu"} if method.startswith("nsfp") else {}
+        result = estimate_scene_flow(s.source, s.target, method=method, **options)
+        work = result.extras.get("point_steps", 0) * result.extras.get("network_parameters", 0)
+        out[method] = (scene_flow_metrics(result.flow, s.flow, s.mask)["epe3d"], work)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILY_SCENES))
+def test_fast_mode_holds_on_every_family(family: str) -> None:
+    r = _run(FAMILY_SCENES[family])
+    epe = {m: v[0] for m, v in r.items()}
+    assert epe["nsfp-fast"] <= min(epe["nn"], epe["icp"]) + 1e-4, (family, epe)
+    assert epe["nsfp-fast"] <= 1.1 * epe["nsfp"], (family, epe)
+    assert r["nsfp"][1] >= 10 * r["nsfp-fast"][1], (family, r["nsfp"][1], r["nsfp-fast"][1])
