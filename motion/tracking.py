@@ -28,7 +28,7 @@ import torch
 from motion4d.checks import check_finite, check_shape
 from motion4d.errors import InvalidArgumentError
 
-from .flow_geometry import FB_ALPHA, FB_BETA, forward_backward_error, sample_at_points
+from .flow_geometry import FB_ALPHA, FB_BETA, forward_backward_check, sample_at_points
 from .tracks import Tracks
 
 
@@ -165,10 +165,10 @@ class _Chain:
         w, h = self.width, self.height
         inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
         step_back = sample_at_points(back, moved)
-        error, tolerance = forward_backward_error(step, step_back, self.options.alpha, self.options.beta, dim=1)
-        consistent = error <= tolerance
+        consistent, step_confidence = forward_backward_check(step, step_back, self.options.alpha, self.options.beta,
+                                                             dim=1)
         self.misses = torch.where(active, torch.where(consistent, 0, self.misses + 1), self.misses)
-        self.conf = torch.where(active, self.conf * torch.exp(-0.5 * error / tolerance), self.conf)
+        self.conf = torch.where(active, self.conf * step_confidence, self.conf)
         self.position = torch.where((active & inside)[:, None], moved, self.position)
         self.alive = self.alive & ~(active & (~inside | (self.misses > self.options.max_occluded)))
 
