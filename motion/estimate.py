@@ -262,13 +262,15 @@ class _Outputs:
             self.color_max_radius = max(float(np.sqrt((flow.astype(np.float64) ** 2).sum(-1)).max()), 1.0)
         return flow_to_color(flow, max_radius=self.color_max_radius, channels_last=True)
 
-    def write_pair(self, pair: FlowPair, computed: bool) -> None:
-        """Write one pair's files (``computed``) and its MP4 frames; runs on the writer thread, in order."""
+    def write_pair(self, index: int, results: dict[str, Any], computed: bool) -> None:
+        """Write one pair's files (``computed``) and its MP4 frames; runs on the writer thread, in order.
+
+        ``results`` holds the pair's fields (``forward``, ``occlusion``, ...), not its frames, so the
+        frames are released while the pair waits to be written."""
         from .flow_io import write_flow
 
-        index = pair.source.index
         for direction in self.directions:
-            flow = getattr(pair, direction)
+            flow = results[direction]
             if flow is None:
                 continue
             flow = _flow_hw2(flow)
@@ -276,20 +278,20 @@ class _Outputs:
                 for fmt in self.formats:
                     if fmt in _EXTENSIONS:
                         write_flow(self.flow_path(index, direction, fmt), flow)
-                self._write_maps(pair, index, direction)
+                self._write_maps(results, index, direction)
             self._write_colour(index, direction, flow, computed)
 
-    def _write_maps(self, pair: FlowPair, index: int, direction: str) -> None:
+    def _write_maps(self, results: dict[str, Any], index: int, direction: str) -> None:
         from motion4d.atomic import atomic_path
 
         from .image_io import write_image
 
         prefix = "" if direction == "forward" else "backward_"
         if "occ" in self.formats:
-            occluded = _map_numpy(getattr(pair, f"{prefix}occlusion"))
+            occluded = _map_numpy(results[f"{prefix}occlusion"])
             write_image(self.occlusion_path(index, direction), occluded.astype(np.uint8) * np.uint8(255))
         if "conf" in self.formats:
-            confidence = np.ascontiguousarray(_map_numpy(getattr(pair, f"{prefix}confidence")), dtype=np.float32)
+            confidence = np.ascontiguousarray(_map_numpy(results[f"{prefix}confidence"]), dtype=np.float32)
             with atomic_path(self.confidence_path(index, direction)) as tmp:
                 np.save(tmp, confidence, allow_pickle=False)
 
@@ -493,7 +495,7 @@ def _opencv_pairs(engine: OpenCVEngine, frames: Iterator[Frame], *, backward: bo
 
     def consecutive() -> Iterator[tuple[tuple[Frame, np.ndarray], tuple[Frame, np.ndarray]]]:
         previous = None
-        with closing_iterator(prefetch(decoded(), depth=2 * workers + 2, name="decode", clock=clock)) as items:
+        with closing_iterator(prefetch(decoded(), depth=workers + 2, name="decode", clock=clock)) as items:
             for item in items:
                 if previous is not None:
                     yield previous, item
@@ -516,7 +518,7 @@ def _opencv_pairs(engine: OpenCVEngine, frames: Iterator[Frame], *, backward: bo
                     result.backward_occlusion, result.backward_confidence = _dense_check(bwd, fwd)
         return result
 
-    yield from ordered_map(compute, consecutive(), workers, depth=workers, name="flow")
+    yield from ordered_map(compute, consecutive(), workers, depth=1, name="flow")
 
 
 def _model_pairs(model: Any, frames: Iterator[Frame], device: str, batch: int, backward: bool, occlusion: bool,
@@ -782,7 +784,7 @@ def estimate_flow(
         if outputs is not None and overwrite:
             for f in outputs.video_files():
                 f.unlink(missing_ok=True)
-        writer = BackgroundWriter(depth=4, clock=clock) if outputs is not None else None
+        writer = BackgroundWriter(depth=2, clock=clock) if outputs is not None else None
         try:
             pairs = _pair_stream(source, model, device=device, batch=batch, workers=workers, backward=backward,
                                  occlusion=occlusion, skip=skip, progress=progress, clock=clock,
@@ -799,7 +801,8 @@ def estimate_flow(
                     if pair.forward is None and (keep or "mp4" in formats):  # skipped: read back what is needed
                         _read_back(outputs, pair, backward, occlusion and keep, size)  # type: ignore[arg-type]
                     if writer is not None and pair.forward is not None:
-                        writer.submit(outputs.write_pair, pair, not done)  # type: ignore[union-attr]
+                        results = {name: getattr(pair, name) for name in _PAIR_FIELDS}
+                        writer.submit(outputs.write_pair, index, results, not done)  # type: ignore[union-attr]
                     if memory is not None:
                         memory.add(pair)
                     computed += not done

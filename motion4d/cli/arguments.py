@@ -137,7 +137,7 @@ def warn(command: str, message: str) -> None:
 
 
 #: settings that do not change what a run writes (left out of the comparison with an earlier run)
-NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "overwrite", "out", "export"})
+NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "workers", "overwrite", "out", "export"})
 
 
 def owned_output_folder(args: argparse.Namespace, config_name: str, source: Any, **settings: Any) -> Any:

@@ -97,3 +97,25 @@ def test_track_exports_and_overlay(clip, tmp_path):
                  "--overwrite"]) == 0
     assert motion.Tracks.load(out / "tracks.csv").num_tracks == 12
     assert not (out / "tracks.pkl").exists() and not (out / "tracks_overlay.mp4").exists()
+
+
+def test_flow_writes_occlusion_and_confidence_with_workers(clip, tmp_path, capsys):
+    out = tmp_path / "flow"
+    argv = ["flow", str(clip), "--model", "farneback", "--out", str(out), "--format", "flo,occ,conf", "--workers", "2",
+            "--backward", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "8 pairs computed" in printed and "stages (items per busy second): decode" in printed
+    for folder, ext in (("forward", "flo"), ("forward_occlusion", "png"), ("forward_confidence", "npy"),
+                        ("backward_occlusion", "png"), ("backward_confidence", "npy")):
+        assert sorted(p.name for p in (out / folder).iterdir()) == [f"{k:06d}.{ext}" for k in range(8)], folder
+    confidence = np.load(out / "forward_confidence" / "000003.npy")
+    assert confidence.dtype == np.float32 and 0 <= confidence.min() and confidence.max() <= 1
+    assert main(["flow", str(clip), "--out", str(tmp_path / "o"), "--workers", "none", "--no-progress"]) == 2
+    assert "--workers must be a positive integer or auto" in capsys.readouterr().err
+
+
+def test_track_takes_workers(clip, tmp_path):
+    out = tmp_path / "tracks"
+    assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--workers", "2", "--no-progress"]) == 0
+    assert (out / "tracks.csv").exists()
