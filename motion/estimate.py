@@ -659,12 +659,14 @@ def iter_flow(
     sharing memory with OpenCV's output for the classical methods, on ``device`` for networks).
     """
     clock = StageClock()
-    for pair in _pair_stream(source, model, device=device, batch=batch, workers=workers, backward=backward,
-                             occlusion=occlusion, skip=skip, progress=progress, clock=clock,
-                             model_options=dict(model_options or {}), **selection):
-        for name in _PAIR_FIELDS:
-            setattr(pair, name, _as_torch(name, getattr(pair, name)))
-        yield pair
+    pairs = _pair_stream(source, model, device=device, batch=batch, workers=workers, backward=backward,
+                         occlusion=occlusion, skip=skip, progress=progress, clock=clock,
+                         model_options=dict(model_options or {}), **selection)
+    with closing_iterator(pairs):  # a consumer that stops early stops the pipeline's threads now
+        for pair in pairs:
+            for name in _PAIR_FIELDS:
+                setattr(pair, name, _as_torch(name, getattr(pair, name)))
+            yield pair
 
 
 def estimate_flow(
