@@ -70,8 +70,14 @@ class DISEngine(OpenCVEngine):
         check_choice(preset, "preset", DIS_PRESETS)
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(_DIS_CODES[preset])
+        self._finest_scale = self._dis.getFinestScale()
 
     def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        # On images too small for the preset's pyramid, OpenCV lowers the object's finest scale during
+        # calc() and keeps it, so a second call on the same pair differs from the first. Restoring the
+        # preset's scale makes every call compute what a fresh object would: the flow of a pair does not
+        # depend on which pairs the object saw before (worker threads, resumed runs).
+        self._dis.setFinestScale(self._finest_scale)
         return self._dis.calc(source, target, None)
 
     def copy(self) -> "DISEngine":

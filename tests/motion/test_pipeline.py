@@ -168,6 +168,26 @@ def test_engines_are_the_registered_classical_models(clip):
         opencv_engine("dis", {"preset": "slow"})
 
 
+@pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium"])
+def test_dis_flow_of_a_pair_does_not_depend_on_the_pairs_before(clip, preset):
+    """OpenCV lowers a DIS object's finest scale on small images during a call and keeps it: without
+    restoring it, the same pair gave another flow on a second call (worker threads and resumed runs
+    then wrote other files than an uninterrupted run)."""
+    import cv2
+
+    from motion.models.opencv_flow import DISEngine
+
+    grey = [grey_image(cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA)) for f in clip[:4]]
+    engine = DISEngine(preset)
+    first = engine.flow(grey[1], grey[2])
+    for a, b in zip(grey[:-1], grey[1:]):
+        engine.flow(a, b)
+    assert np.array_equal(engine.flow(grey[1], grey[2]), first)
+    frames = np.stack([cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA) for f in clip[:6]])
+    runs = [estimate_flow(frames, f"dis-{preset}", workers=w, backward=True, progress=False) for w in (1, 2, 2, 3)]
+    assert all(torch.equal(r.forward, runs[0].forward) and torch.equal(r.backward, runs[0].backward) for r in runs)
+
+
 @pytest.mark.parametrize("model", ["dis-fast", "farneback"])
 def test_workers_give_the_same_flows_in_the_same_order(clip_file, tmp_path, model):
     """Pairs spread over threads come back in order: files and results equal one worker's and the
