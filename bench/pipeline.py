@@ -18,7 +18,8 @@
    (``motion.make_sequence``) and real images moved by known motion with pasted real patches
    (``make_sequence(textures=...)``: photographs as background and foreground layers, exact masks).
 
-Usage: ``python bench/pipeline.py [--frames 101] [--long 10] [--repeats 2] [--no-occlusion] [--no-speed]``.
+Usage: ``python bench/pipeline.py [--frames 101] [--long 10] [--repeats 2] [--no-occlusion] [--no-speed]
+[--picture docs/images/occlusion.jpg]``.
 Report ``uptime`` with the numbers: the machine is shared.
 """
 from __future__ import annotations
@@ -216,12 +217,20 @@ def f1_counts(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def occlusion_scores(sequences: list, models: tuple[str, ...]) -> dict[str, dict[str, float]]:
     import motion
 
+    import torch
+
+    from motion.flow_geometry import forward_backward_occlusion
+
     scores = {}
-    for model in models:
+    for model in (*models, "exact flows (the check's ceiling)"):
         counts = np.zeros(3, np.int64)
         for seq in sequences:
-            result = motion.estimate_flow(seq.frames, model=model, occlusion=True, progress=False)
-            counts += f1_counts(result.occlusion.numpy(), seq.occlusion)
+            if model in models:
+                occluded = motion.estimate_flow(seq.frames, model=model, occlusion=True, progress=False).occlusion
+            else:
+                occluded, _ = forward_backward_occlusion(torch.from_numpy(seq.flow_forward),
+                                                         torch.from_numpy(seq.flow_backward))
+            counts += f1_counts(occluded.numpy(), seq.occlusion)
         tp, fp, fn = counts
         precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
         scores[model] = {"precision": precision, "recall": recall,
@@ -250,6 +259,48 @@ def occlusion(args: argparse.Namespace) -> None:
                             ("real photographs, pasted real patches", real)):
         for method, s in occlusion_scores(sequences, models).items():
             print(f"| {name} | {method} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} |")
+    if args.picture:
+        picture(Path(args.picture))
+
+
+def picture(path: Path) -> None:
+    """Occlusion and confidence of DIS next to the exact mask (real photographs with pasted patches),
+    and on a real video pair (bikes)."""
+    import cv2
+
+    import motion
+    from motion.sample_data import sample_video
+    from motion.visualize import flow_to_color, side_by_side
+
+    def tinted(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = frame.copy()
+        out[mask] = (0.3 * out[mask] + [0, 178, 178]).astype(np.uint8)  # cyan
+        return out
+
+    def grey(confidence: np.ndarray) -> np.ndarray:
+        return cv2.applyColorMap((confidence * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[..., ::-1]
+
+    from motion.sample_data import photograph
+    from motion.synthetic import make_sequence
+
+    panels, labels = [], []
+    seq = make_sequence(T=2, height=272, width=640, num_layers=2, seed=300, max_speed=8.0,
+                        textures=[photograph("coffee"), photograph("astronaut"), photograph("rocket")])
+    result = motion.estimate_flow(seq.frames[:2], "dis", occlusion=True, progress=False)
+    panels += [seq.frames[0], tinted(seq.frames[0], seq.occlusion[0]), tinted(seq.frames[0], result.occlusion[0].numpy()),
+               grey(result.confidence[0].numpy())]
+    labels += ["frame t (real images, known motion)", "exact occlusion", "DIS: occluded (check fails)",
+               "DIS: confidence (dark = 0)"]
+    frames = motion.read_frames(sample_video("bikes"), start=150, stop=152)
+    result = motion.estimate_flow(frames, "dis", occlusion=True, progress=False)
+    panels += [frames[0], flow_to_color(result.forward[0]), tinted(frames[0], result.occlusion[0].numpy()),
+               grey(result.confidence[0].numpy())]
+    labels += ["bikes.mp4 frame 150", "DIS flow 150 -> 151", "DIS: occluded", "DIS: confidence"]
+    image = side_by_side(panels, labels, columns=4)
+    image = cv2.resize(image, (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    print(f"picture: {path}")
 
 
 def main() -> None:
@@ -260,6 +311,7 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory part")
     parser.add_argument("--no-occlusion", action="store_true", help="skip the occlusion part")
     parser.add_argument("--workdir", default=None, help="folder for the temporary videos and outputs")
+    parser.add_argument("--picture", default=None, help="also draw the occlusion picture here (e.g. docs/images/occlusion.jpg)")
     args = parser.parse_args()
     print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
