@@ -734,13 +734,19 @@ def estimate_flow(
         raise InvalidArgumentError("formats must name at least one output format when out_dir is given")
     occlusion = bool(occlusion) or "occ" in formats or "conf" in formats
     model_options = dict(model_options or {})
-    resolved = _resolve_model(model, device, model_options)
-    engine, flow_model, model_name, device_name = resolved
-    workers = _workers_for(engine, workers, model_name)
     selection = dict(start=start, stop=stop, stride=stride, max_frames=max_frames, resize=resize, on_damage=on_damage)
     video, _ = _open_checked(source, **selection)
     video.close()
     size = (video.height, video.width)
+    keep = (out_dir is None) if keep_in_memory is None else keep_in_memory
+    fields = ["forward"] + (["backward"] if backward else [])
+    if occlusion:
+        fields += ["occlusion", "confidence"] + (["backward_occlusion", "backward_confidence"] if backward else [])
+    expected = None if video.num_frames is None else video.num_frames - 1
+    memory = _InMemory(expected, size, fields) if keep else None  # refuses too large results before any work
+    resolved = _resolve_model(model, device, model_options)
+    engine, flow_model, model_name, device_name = resolved
+    workers = _workers_for(engine, workers, model_name)
     config = {
         "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>",
         "source_identity": source_identity(source) if out_dir is not None else None,
@@ -768,14 +774,8 @@ def estimate_flow(
         out_path = Path(out_dir)
         folder = OutputFolder(out_path, CONFIG_NAME, config, _RESULT_KEYS, overwrite)
         outputs = _Outputs(out_path, formats, backward, color_max_radius, video.fps / stride)
-    keep = (out_dir is None) if keep_in_memory is None else keep_in_memory
     resumable = outputs is not None and not overwrite and outputs.can_resume(keep, occlusion)
     skip = outputs.is_done if resumable else None  # type: ignore[union-attr]
-    fields = ["forward"] + (["backward"] if backward else [])
-    if occlusion:
-        fields += ["occlusion", "confidence"] + (["backward_occlusion", "backward_confidence"] if backward else [])
-    expected = None if video.num_frames is None else video.num_frames - 1
-    memory = _InMemory(expected, size, fields) if keep else None
 
     indices: list[int] = []
     times: list[float] = []
