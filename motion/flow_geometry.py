@@ -9,7 +9,11 @@ Conventions: a flow is ``[2, H, W]`` (or ``[N, 2, H, W]``) in pixels, channel 0 
 * :func:`sample_at_points`: a field at scattered points, border values outside.
 * :func:`warp_backward`: a field of the target frame brought to the source frame along a flow.
 * :func:`forward_backward_error`: the forward-backward consistency test of Sundaram et al.
-  (ECCV 2010), with the published tolerances :data:`FB_ALPHA` and :data:`FB_BETA`.
+  (ECCV 2010), with the published tolerances :data:`FB_ALPHA` and :data:`FB_BETA`;
+  :func:`forward_backward_check` turns it into a verdict and a confidence, and
+  :func:`forward_backward_occlusion` applies it to every pixel: the occlusion masks and confidence
+  maps of :class:`~motion.models.base.FlowOutput` and :func:`motion.estimate_flow`, and, at the
+  tracked points, the visibility and confidence of :func:`motion.track_points`.
 """
 from __future__ import annotations
 
@@ -95,11 +99,59 @@ def forward_backward_error(forward: torch.Tensor, backward: torch.Tensor, alpha:
     return error, tolerance
 
 
+def forward_backward_check(forward: torch.Tensor, backward: torch.Tensor, alpha: float = FB_ALPHA,
+                           beta: float = FB_BETA, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The verdict and confidence of :func:`forward_backward_error` (same arguments).
+
+    Returns:
+        ``(consistent, confidence)``: ``error <= tolerance`` (bool) and ``exp(-error / (2 tolerance))``
+        (1 for a perfect round trip, ``exp(-1/2)`` at the tolerance), the shape of the inputs without ``dim``.
+    """
+    error, tolerance = forward_backward_error(forward, backward, alpha, beta, dim)
+    return error <= tolerance, torch.exp(-0.5 * error / tolerance)
+
+
+def forward_backward_occlusion(forward: torch.Tensor, backward: torch.Tensor, alpha: float = FB_ALPHA,
+                               beta: float = FB_BETA) -> tuple[torch.Tensor, torch.Tensor]:
+    """Occlusion masks and confidence maps of flows from their reverse flows (the dense forward-backward check).
+
+    For every pixel ``p`` of the source frame, the reverse flow is read at ``p + F(p)`` (bilinear,
+    border values, as :func:`sample_at_points`) and :func:`forward_backward_check` is applied. A pixel
+    is occluded where the check fails or where ``p + F(p)`` leaves the pixel-centre rectangle
+    ``[0, W-1] x [0, H-1]`` (the definition of :func:`motion.make_sequence`'s exact masks); its
+    confidence is 0 there.
+
+    Args:
+        forward: ``[..., 2, H, W]`` flow source -> target, anchored at the source frame.
+        backward: ``[..., 2, H, W]`` flow target -> source, anchored at the target frame.
+
+    Returns:
+        ``occluded bool [..., H, W]`` and ``confidence float32 [..., H, W]`` in [0, 1], on the source frame.
+    """
+    if forward.shape != backward.shape or forward.dim() < 3 or forward.shape[-3] != 2:
+        from motion4d.errors import ShapeError
+
+        raise ShapeError(f"forward and backward must both have shape [..., 2, H, W], got {list(forward.shape)} "
+                         f"and {list(backward.shape)}")
+    lead, (h, w) = forward.shape[:-3], forward.shape[-2:]
+    fwd = forward.reshape(-1, 2, h, w).float()
+    target = pixel_grid(h, w, fwd.device) + fwd
+    grid = torch.stack([target[:, 0] * (2.0 / max(w - 1, 1)) - 1, target[:, 1] * (2.0 / max(h - 1, 1)) - 1], dim=-1)
+    reverse = F.grid_sample(backward.reshape(-1, 2, h, w).float(), grid, mode="bilinear", padding_mode="border",
+                            align_corners=True)
+    consistent, confidence = forward_backward_check(fwd, reverse, alpha, beta, dim=1)
+    inside = (target[:, 0] >= 0) & (target[:, 0] <= w - 1) & (target[:, 1] >= 0) & (target[:, 1] <= h - 1)
+    confidence = torch.where(inside, confidence, torch.zeros_like(confidence))
+    return (~(consistent & inside)).reshape(*lead, h, w), confidence.reshape(*lead, h, w)
+
+
 __all__ = [
     "FB_ALPHA",
     "FB_BETA",
     "coords_grid",
+    "forward_backward_check",
     "forward_backward_error",
+    "forward_backward_occlusion",
     "pixel_grid",
     "sample_at_points",
     "sample_bilinear",

@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from motion4d.atomic import atomic_path, atomic_write_bytes
 from motion4d.checks import check_shape, require
 from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.lazy_torch import is_tensor
 from motion4d.limits import check_declared_size
 from motion4d.numpy_io import load_npy, load_npz, npz_keys
 
@@ -125,7 +125,7 @@ def write_flow(path: PathLike, flow: Any, valid: Any = None) -> Path:
     ext = _flow_extension(path)
     flow, valid = _normalise_flow(flow, valid, path)
     if ext == ".flo":
-        write_flo(path, flow, valid)
+        _write_flo(path, flow, valid)
     elif ext == ".png":
         write_kitti_png(path, flow, valid)
     elif ext == ".pfm":
@@ -181,11 +181,20 @@ def write_flo(path: PathLike, flow: np.ndarray, valid: np.ndarray | None = None)
     """Write float32 ``flow [H, W, 2]`` as a Middlebury ``.flo``; invalid pixels become 1e10 (atomic)."""
     path = Path(path)
     flow, valid = _normalise_flow(flow, valid, path)
+    return _write_flo(path, flow, valid)
+
+
+def _write_flo(path: Path, flow: np.ndarray, valid: np.ndarray) -> Path:
+    """:func:`write_flo` of a normalised flow: the array is written as it is when every pixel is valid."""
     height, width = flow.shape[:2]
-    data = np.where(valid[..., None], flow, np.float32(FLO_UNKNOWN_VALUE)).astype("<f4")
+    if valid.all():
+        data = np.ascontiguousarray(flow, "<f4")
+    else:
+        data = np.where(valid[..., None], flow, np.float32(FLO_UNKNOWN_VALUE)).astype("<f4")
     header = np.array([FLO_MAGIC], "<f4").tobytes() + np.array([width, height], "<i4").tobytes()
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(header + data.tobytes())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(header)
+        f.write(memoryview(data).cast("B"))
     return path
 
 
@@ -298,7 +307,7 @@ def write_pfm(path: PathLike, data: Any, little_endian: bool = True) -> Path:
     Rows are written bottom to top as the format requires; the scale is -1.0 (little endian) or 1.0.
     """
     path = Path(path)
-    if isinstance(data, torch.Tensor):
+    if is_tensor(data):
         data = data.detach().cpu().numpy()
     if not isinstance(data, np.ndarray):
         raise ShapeError(f"PFM data for {path} must be a numpy array, got {type(data).__name__}")
@@ -428,7 +437,7 @@ def _normalise_flow(flow: Any, valid: Any, path: Path) -> tuple[np.ndarray, np.n
     Pixels with a non-finite component are marked invalid.
     """
     name = f"flow for {path}"
-    if isinstance(flow, torch.Tensor):
+    if is_tensor(flow):
         check_shape(flow, name, (2, "H", "W"))
         flow = flow.detach().cpu().permute(1, 2, 0).numpy()
     elif isinstance(flow, np.ndarray):
@@ -441,10 +450,11 @@ def _normalise_flow(flow: Any, valid: Any, path: Path) -> tuple[np.ndarray, np.n
     if flow.shape[0] == 0 or flow.shape[1] == 0:
         raise ShapeError(f"{name} is empty: {list(flow.shape)}")
     flow = np.ascontiguousarray(flow, dtype=np.float32)
-    finite = np.isfinite(flow).all(axis=-1)
+    # one reduction over the whole array first: per-pixel tests only when something is not finite
+    finite = np.ones(flow.shape[:2], bool) if np.isfinite(flow).all() else np.isfinite(flow).all(axis=-1)
     if valid is None:
         return flow, finite
-    if isinstance(valid, torch.Tensor):
+    if is_tensor(valid):
         valid = valid.detach().cpu().numpy()
     if not isinstance(valid, np.ndarray):
         raise ShapeError(f"valid for {path} must be a numpy array or torch tensor, got {type(valid).__name__}")

@@ -51,10 +51,10 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, Unio
 
 import cv2
 import numpy as np
-import torch
 
 from motion4d.checks import check_choice, check_file, check_int, check_shape, require
 from motion4d.errors import DamagedFileError, InputFileError, InvalidArgumentError, ShapeError
+from motion4d.lazy_torch import is_tensor
 
 from .image_io import IMAGE_EXTENSIONS, read_image
 
@@ -64,7 +64,7 @@ DAMAGE_POLICIES = ("error", "warn", "skip")
 
 PathLike = Union[str, os.PathLike]
 Resize = Union[tuple[int, int], float, int, None]
-Source = Union[PathLike, Sequence[PathLike], np.ndarray, torch.Tensor, "VideoSource"]
+Source = Union[PathLike, Sequence[PathLike], np.ndarray, "torch.Tensor", "VideoSource"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +111,7 @@ class _ArrayDecoder:
     path = None
 
     def __init__(self, array: np.ndarray | torch.Tensor, fps: float):
-        if isinstance(array, torch.Tensor):
+        if is_tensor(array):
             array = array.detach().cpu().numpy()
         check_shape(array, "frames", ("T", "H", "W", 3))
         if array.dtype != np.uint8:
@@ -392,7 +392,7 @@ def _video_decoder(path: Path, backend: str, seek: bool) -> Any:
 
 def _make_decoder(source: Any, backend: str, fps: float | None, seek: bool) -> Any:
     image_fps = DEFAULT_IMAGE_FPS if fps is None else fps
-    if isinstance(source, (np.ndarray, torch.Tensor)):
+    if isinstance(source, np.ndarray) or is_tensor(source):
         return _ArrayDecoder(source, image_fps)
     if isinstance(source, (str, os.PathLike)):
         path = check_file(source, "source")

@@ -255,6 +255,17 @@ def random_texture(rng: np.random.Generator, height: int, width: int) -> np.ndar
     return np.clip(tex + base.astype(np.float32), 0.05, 0.95).astype(np.float32)
 
 
+def _image_texture(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A real ``uint8 [H0, W0, 3]`` image as a ``float32 [height, width, 3]`` texture in [0, 1]: scaled to
+    cover the size (aspect kept) and centre-cropped."""
+    h0, w0 = image.shape[:2]
+    scale = max(height / h0, width / w0)
+    size = (max(width, round(w0 * scale)), max(height, round(h0 * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return resized[top:top + height, left:left + width].astype(np.float32) / 255.0
+
+
 # ----------------------------------------------------------------------------------------------
 # the sequence container
 
@@ -554,6 +565,7 @@ def make_sequence(
     noise: float = 0.0,
     num_tracks: int = 64,
     motions: Sequence[LayerMotion] | None = None,
+    textures: Sequence[np.ndarray | None] | None = None,
 ) -> SyntheticSequence:
     """Textured layers moving with known similarity motion over a moving background.
 
@@ -576,6 +588,10 @@ def make_sequence(
             (``num_layers + 1`` entries, each with T frames); layer textures/shapes stay random.
             Foreground texture point (0, 0) is the shape's centre; the background's texture point
             (0, 0) is its texture's centre.
+        textures: optional real images (``uint8 [H, W, 3]`` RGB), one per layer including the
+            background (None entries keep a random texture): each is scaled to cover the layer's
+            texture and centre-cropped, so a foreground layer is a star-shaped patch of the image
+            pasted over the background. Motions and shapes are those of the same seed without them.
 
     Returns:
         A :class:`SyntheticSequence` with exact flow, occlusions, layer ids and tracks.
@@ -596,6 +612,21 @@ def make_sequence(
             if not isinstance(m, LayerMotion) or m.num_frames != T:
                 raise InvalidArgumentError(f"motions[{i}] must be a LayerMotion with T = {T} frames")
 
+    if textures is not None:
+        textures = list(textures)
+        if len(textures) != num_layers + 1:
+            raise InvalidArgumentError(
+                f"textures must hold num_layers + 1 = {num_layers + 1} images (or None), got {len(textures)}")
+        for i, image in enumerate(textures):
+            if image is not None and (not isinstance(image, np.ndarray) or image.dtype != np.uint8
+                                      or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 8):
+                raise ShapeError(f"textures[{i}] must be uint8 [H, W, 3] RGB with H, W >= 8")
+
+    def texture_of(layer: int, h: int, w: int) -> np.ndarray:
+        drawn = random_texture(rng, h, w)  # drawn either way: the same seed gives the same motions
+        image = None if textures is None else textures[layer]
+        return drawn if image is None else _image_texture(image, h, w)
+
     rng = np.random.default_rng(seed)
     layers: list[_Layer] = []
     all_affines = []
@@ -603,7 +634,7 @@ def make_sequence(
     # background: texture large enough to cover the frame under its motion
     margin = int(math.ceil(max_speed * T + 0.3 * max(height, width))) + 8
     bg_h, bg_w = height + 2 * margin, width + 2 * margin
-    bg_texture = random_texture(rng, bg_h, bg_w)
+    bg_texture = texture_of(0, bg_h, bg_w)
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
     if motions is not None:
         bg_motion = motions[0]
@@ -623,7 +654,7 @@ def make_sequence(
         shape = _StarShape(radius, rng.uniform(-1, 1, 3) * np.array([0.15, 0.08, 0.05]),
                            rng.uniform(0, 2 * np.pi, 3))
         size = 2 * int(math.ceil(shape.max_radius * 1.6)) + 9
-        texture = random_texture(rng, size, size)
+        texture = texture_of(k + 1, size, size)
         start = np.array([rng.uniform(0.2, 0.8) * (width - 1), rng.uniform(0.2, 0.8) * (height - 1)])
         motion = motions[k + 1] if motions is not None else _random_motion(
             rng, T, start, max_speed, max_rotation, max_scale_change, jitter=0.15)

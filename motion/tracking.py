@@ -16,6 +16,12 @@ invisible from then on. A point that leaves the image is invisible from then on 
 frozen where it left). The per-frame ``confidence`` multiplies ``exp(-e / (2 tol))`` over the steps
 from the query (``e`` the squared forward-backward error, ``tol`` its tolerance), so it decays with
 drift; it is 1 at the query frame and 0 once the chain is lost.
+
+The check is :func:`motion.flow_geometry.forward_backward_check`, the one that gives
+:func:`motion.estimate_flow` its occlusion masks and confidence maps (``occlusion=True``, ``--format
+occ,conf``): a point on a pixel centre is visible after one step exactly where that pixel is not
+occluded, with the map's confidence there. The flows come from the video pipeline
+(:func:`motion.iter_flow`: decoding, flow and chaining overlap; ``workers`` threads for OpenCV methods).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import torch
 from motion4d.checks import check_finite, check_shape
 from motion4d.errors import InvalidArgumentError
 
-from .flow_geometry import FB_ALPHA, FB_BETA, forward_backward_error, sample_at_points
+from .flow_geometry import FB_ALPHA, FB_BETA, forward_backward_check, sample_at_points
 from .tracks import Tracks
 
 
@@ -165,10 +171,10 @@ class _Chain:
         w, h = self.width, self.height
         inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
         step_back = sample_at_points(back, moved)
-        error, tolerance = forward_backward_error(step, step_back, self.options.alpha, self.options.beta, dim=1)
-        consistent = error <= tolerance
+        consistent, step_confidence = forward_backward_check(step, step_back, self.options.alpha, self.options.beta,
+                                                             dim=1)
         self.misses = torch.where(active, torch.where(consistent, 0, self.misses + 1), self.misses)
-        self.conf = torch.where(active, self.conf * torch.exp(-0.5 * error / tolerance), self.conf)
+        self.conf = torch.where(active, self.conf * step_confidence, self.conf)
         self.position = torch.where((active & inside)[:, None], moved, self.position)
         self.alive = self.alive & ~(active & (~inside | (self.misses > self.options.max_occluded)))
 
@@ -268,8 +274,8 @@ def track_points(
         flows: precomputed ``(forward, backward)``, each ``[T-1, 2, H, W]``; then ``source`` is not read.
         image_size: ``(H, W)``; only needed with ``flows`` when it is not their size.
         options: forward-backward check and chain-loss parameters.
-        flow_options: forwarded to :func:`motion.estimate_flow` (device, batch, start, stop, stride,
-            max_frames, resize, model_options, progress).
+        flow_options: forwarded to :func:`motion.estimate_flow` (device, batch, workers, start, stop,
+            stride, max_frames, resize, model_options, progress).
 
     Returns:
         :class:`Tracks` with ``confidence``, the queries, frame indices and timestamps.

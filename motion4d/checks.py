@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from .errors import (
     InvalidArgumentError,
@@ -18,6 +17,7 @@ from .errors import (
     NonFiniteError,
     ShapeError,
 )
+from .lazy_torch import is_tensor
 
 ArrayLike = Any  # torch.Tensor | np.ndarray
 
@@ -31,7 +31,7 @@ def check_shape(x: ArrayLike, name: str, pattern: Sequence[int | str | None]) ->
     Returns:
         The bound sizes, e.g. ``{"B": 1, "H": 64, "W": 96}``.
     """
-    if not isinstance(x, (torch.Tensor, np.ndarray)):
+    if not (isinstance(x, np.ndarray) or is_tensor(x)):
         raise ShapeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     shape = tuple(x.shape)
     pattern = tuple(pattern)
@@ -76,14 +76,14 @@ def check_dtype(x: ArrayLike, name: str, allowed: Iterable[Any]) -> None:
 
 def check_floating(x: ArrayLike, name: str) -> None:
     """Raise a ShapeError unless ``x`` has a floating-point dtype."""
-    is_float = x.is_floating_point() if isinstance(x, torch.Tensor) else np.issubdtype(x.dtype, np.floating)
+    is_float = x.is_floating_point() if is_tensor(x) else np.issubdtype(x.dtype, np.floating)
     if not is_float:
         raise ShapeError(f"{name} must be floating point, got {x.dtype}")
 
 
 def check_finite(x: ArrayLike, name: str) -> None:
     """Raise a NonFiniteError if ``x`` holds NaN or inf, saying how many."""
-    bad = (~torch.isfinite(x)).sum().item() if isinstance(x, torch.Tensor) else int((~np.isfinite(x)).sum())
+    bad = (~x.isfinite()).sum().item() if is_tensor(x) else int((~np.isfinite(x)).sum())
     if bad:
         raise NonFiniteError(f"{name} holds {bad} non-finite (NaN or inf) values")
 

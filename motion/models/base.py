@@ -33,6 +33,11 @@ class FlowOutput:
         first_pair: for a stream chunk, the position in the stream of its first pair (pair k is
             frames k, k+1); None for a whole-clip call, or a stream that does not number its chunks
             (its chunks are then taken as consecutive).
+        occlusion: ``bool [B, P, H, W]`` pixels of frame t occluded in (or leaving) frame t+1, from the
+            forward-backward check (:func:`motion.flow_geometry.forward_backward_occlusion`); filled by
+            ``model(frames, occlusion=True)``, else None.
+        confidence: ``float32 [B, P, H, W]`` in [0, 1], the forward-backward confidence of ``forward``, or None.
+        backward_occlusion, backward_confidence: the same for ``backward`` (anchored at frame t+1), or None.
     """
 
     forward: torch.Tensor
@@ -44,6 +49,10 @@ class FlowOutput:
     forward_iterations: list[torch.Tensor] | None = None
     backward_iterations: list[torch.Tensor] | None = None
     first_pair: int | None = None
+    occlusion: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+    backward_occlusion: torch.Tensor | None = None
+    backward_confidence: torch.Tensor | None = None
 
     @property
     def num_pairs(self) -> int:
@@ -73,11 +82,26 @@ class FlowModel(nn.Module):
     trainable: ClassVar[bool] = False
     registry_name: str | None = None  # set by motion.create: the name the model was built under
 
-    def __call__(self, frames: Any, *args: Any, value_range: float | None = None, **kwargs: Any) -> Any:
+    def __call__(self, frames: Any, *args: Any, value_range: float | None = None, occlusion: bool = False,
+                 **kwargs: Any) -> Any:
         """``model(frames)``: frames as the readers give them (uint8 ``[T, H, W, 3]``) or the model layout
         ``float [B, T, 3, H, W]`` in [0, 1]; 0-255 floats need ``value_range=255`` (see
-        :func:`motion4d.imaging.as_model_frames`)."""
-        return super().__call__(as_model_frames(frames, value_range=value_range), *args, **kwargs)
+        :func:`motion4d.imaging.as_model_frames`).
+
+        ``occlusion=True`` also fills :attr:`FlowOutput.occlusion` / ``confidence`` (and the backward
+        ones) from the forward-backward check; a model that gives no backward flow is run on the
+        time-reversed frames for it, and that backward flow is returned too.
+        """
+        frames = as_model_frames(frames, value_range=value_range)
+        out = super().__call__(frames, *args, **kwargs)
+        if occlusion:
+            from ..flow_geometry import forward_backward_occlusion
+
+            if out.backward is None:
+                out.backward = super().__call__(frames.flip(1), *args, **kwargs).forward.flip(1)
+            out.occlusion, out.confidence = forward_backward_occlusion(out.forward, out.backward)
+            out.backward_occlusion, out.backward_confidence = forward_backward_occlusion(out.backward, out.forward)
+        return out
 
     def validate_frames(self, frames: torch.Tensor) -> tuple[int, int, int, int]:
         """Check ``frames`` is ``[B, T, 3, H, W]`` floating with T >= min_frames; return (B, T, H, W)."""

@@ -1,7 +1,8 @@
 """OpenCV DIS and Farneback optical flow behind the :class:`FlowModel` interface.
 
-Both run on the CPU on grey uint8 images (the frames are converted with Rec. 601 weights and moved
-back to the input's device). Registered names:
+Both run on the CPU on grey uint8 images through the torch-free engines of
+:mod:`motion.models.opencv_flow` (frames rounded to uint8 RGB, converted to grey with OpenCV's Rec. 601
+weights; flows moved back to the input's device). Registered names:
 
 * ``"dis"`` (option ``preset="ultrafast" | "fast" | "medium"``, default medium) and the shortcuts
   ``"dis-ultrafast"``, ``"dis-fast"``, ``"dis-medium"``. Kroeger et al., "Fast Optical Flow using
@@ -16,38 +17,45 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from motion4d.checks import check_choice, check_positive
 from motion4d.errors import InvalidArgumentError
 
 from ..registry import register
 from .base import FlowModel, FlowOutput
 from .cards import DIS_CARD, DIS_PRESET_CARDS, FARNEBACK_CARD
-
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-_GREY = (0.299, 0.587, 0.114)
+from .opencv_flow import DIS_PRESETS, DISEngine, FarnebackEngine, OpenCVEngine, grey_image
 
 
 def frames_to_grey_uint8(frames: torch.Tensor) -> np.ndarray:
-    """``[B, T, 3, H, W]`` float in [0, 1] -> ``uint8 [B, T, H, W]`` grey on the CPU."""
-    weights = torch.tensor(_GREY, device=frames.device, dtype=frames.dtype)
-    grey = torch.einsum("btchw,c->bthw", frames, weights)
-    return (grey.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    """``[B, T, 3, H, W]`` float in [0, 1] -> ``uint8 [B, T, H, W]`` grey on the CPU.
+
+    The frames are rounded to uint8 RGB first and converted by :func:`~motion.models.opencv_flow.grey_image`,
+    so uint8 frames give the same grey image whether they come as they are (the video pipeline) or
+    as floats ``k / 255`` (a model call).
+    """
+    rgb = (frames.detach().clamp(0, 1) * 255).round_().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+    b, t, h, w = rgb.shape[:4]
+    grey = np.empty((b, t, h, w), np.uint8)
+    for i in range(b):
+        for j in range(t):
+            grey[i, j] = grey_image(rgb[i, j])
+    return grey
 
 
 class OpenCVFlow(FlowModel):
-    """Shared driver: subclasses implement :meth:`pair_flow` on two grey uint8 images."""
+    """Shared driver of an :class:`~motion.models.opencv_flow.OpenCVEngine` behind the FlowModel interface."""
 
     frames_per_window = 2
     min_frames = 2
     trainable = False
 
-    def __init__(self, backward: bool = False) -> None:
+    def __init__(self, engine: OpenCVEngine, backward: bool = False) -> None:
         super().__init__()
+        self.engine = engine
         self.backward = backward
 
     def pair_flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Flow ``[2, H, W]`` float32 from grey ``source [H, W]`` to ``target [H, W]`` (uint8)."""
-        raise NotImplementedError  # implemented by every subclass
+        return np.ascontiguousarray(self.engine.flow(source, target).transpose(2, 0, 1))
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> FlowOutput:
@@ -64,39 +72,12 @@ class OpenCVFlow(FlowModel):
         return FlowOutput(forward=to_device(fwd), backward=None if bwd is None else to_device(bwd))
 
 
-DIS_MIN_SIDE = 32
-"""Frames are padded to at least this many pixels per side for DIS (see :meth:`DISFlow.pair_flow`)."""
-
-
 class DISFlow(OpenCVFlow):
     """OpenCV Dense Inverse Search with a preset (``ultrafast`` | ``fast`` | ``medium``)."""
 
     def __init__(self, preset: str = "medium", backward: bool = False) -> None:
-        super().__init__(backward)
-        import cv2
-
-        check_choice(preset, "preset", DIS_PRESETS)
+        super().__init__(DISEngine(preset), backward)
         self.preset = preset
-        code = {
-            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-        }[preset]
-        self._dis = cv2.DISOpticalFlow_create(code)
-
-    def pair_flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        import cv2
-
-        h, w = source.shape
-        pad_h, pad_w = max(0, DIS_MIN_SIDE - h), max(0, DIS_MIN_SIDE - w)
-        if pad_h or pad_w:
-            # OpenCV's DIS crashes the process (a segmentation fault, not an exception) on thin frames,
-            # e.g. 24x100 with the fast presets or 12x64 with medium: replicate the borders out to
-            # DIS_MIN_SIDE and crop the flow back.
-            pad = (0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-            source, target = cv2.copyMakeBorder(source, *pad), cv2.copyMakeBorder(target, *pad)
-        flow = self._dis.calc(source, target, None)[:h, :w]
-        return np.ascontiguousarray(flow.transpose(2, 0, 1))
 
     def extra_repr(self) -> str:
         return f"preset={self.preset!r}, backward={self.backward}"
@@ -116,23 +97,10 @@ class FarnebackFlow(OpenCVFlow):
         gaussian_window: bool = False,
         backward: bool = False,
     ) -> None:
-        super().__init__(backward)
-        if not 0 < pyr_scale < 1:
-            raise InvalidArgumentError(f"pyr_scale must be in (0, 1), got {pyr_scale}")
-        for name, value in (("levels", levels), ("winsize", winsize), ("iterations", iterations), ("poly_sigma", poly_sigma)):
-            check_positive(value, name)
-        check_choice(poly_n, "poly_n", (5, 7))
-        self.params = dict(
-            pyr_scale=pyr_scale, levels=levels, winsize=winsize, iterations=iterations, poly_n=poly_n, poly_sigma=poly_sigma
-        )
+        engine = FarnebackEngine(pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian_window)
+        super().__init__(engine, backward)
+        self.params = engine.params
         self.gaussian_window = gaussian_window
-
-    def pair_flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        import cv2
-
-        flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if self.gaussian_window else 0
-        flow = cv2.calcOpticalFlowFarneback(source, target, None, flags=flags, **self.params)
-        return np.ascontiguousarray(flow.transpose(2, 0, 1))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.params.items())

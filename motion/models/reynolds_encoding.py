@@ -7,7 +7,8 @@
   anchored at), each magnitude mapped to [0, 255] by ``normalize`` = ``"minmax"`` (per frame; flickers
   on video), ``"fixed"`` (fixed bounds) or ``"percentile"`` (running, temporally smoothed percentile:
   the default, stable on video).
-* :func:`encode_video`: a whole video encoded either way, streamed, to a video file or PNGs.
+* :func:`encode_video`: a whole video encoded either way, streamed, to a video file or PNGs (decoding,
+  encoding and writing overlap: :mod:`motion.pipeline`).
 
 The flows come from :mod:`motion.models.reynolds` (``v_o``, ``v_r`` and the grey intensity).
 """
@@ -206,8 +207,8 @@ def encode_video(
         frame_options: start, stop, stride, max_frames, resize (see :func:`motion.open_video`).
 
     Returns:
-        Summary: ``{"frames": number of images written, "out": path, "config": {...}}``; the config is
-        also written beside the output (``<out>.json`` for a video file, ``<out>/encode_config.json`` for a folder).
+        Summary: ``{"frames": number of images written, "out": path, "config": {...}, "stages": {...}}``
+        (``stages``: items per busy second of decode / encode / write); the config is also written beside the output (``<out>.json`` for a video file, ``<out>/encode_config.json`` for a folder).
     """
     import json
     from pathlib import Path
@@ -220,6 +221,7 @@ def encode_video(
 
     from ..frames import open_video, same_size_frames
     from ..image_io import write_image
+    from ..pipeline import BackgroundWriter, StageClock, closing_iterator, prefetch
     from ..video_writer import VideoWriter
     from ..windowing import plan_windows
 
@@ -250,25 +252,36 @@ def encode_video(
     total = video.num_frames
     bar = tqdm(total=None if total is None else max(total - 1, 0), unit="frame", desc=f"encode ({encoding})", disable=not progress)
     writer = VideoWriter(out, fps=video.fps / frame_options.get("stride", 1)) if to_video else None
+    clock = StageClock()
+
+    def windows():  # on the decode thread: frames read and made into one tensor per window
+        for window in plan_windows(same_size_frames(video, name), batch + 1, 2):
+            yield window, frames_to_tensor(np.stack([f.image for f in window.frames]), device=device)[None]
+
+    def store(index: int, image: np.ndarray) -> None:  # on the writer thread, in order
+        if writer is not None:
+            writer.write(image)
+        else:
+            write_image(out / f"{index:06d}.png", image)
+
     try:
         if writer is not None:
             writer.__enter__()
-        for window in plan_windows(same_size_frames(video, name), batch + 1, 2):
-            frames = frames_to_tensor(np.stack([f.image for f in window.frames]), device=device)[None]
-            result = model(frames)
-            if encoding == "rgb":
-                images = encoder(result.extras["v_o"][0], result.extras["v_r"][0], result.extras["intensity"][0])
-            else:
-                if hsv_max_magnitude is None:
-                    hsv_max_magnitude = max(float(result.forward.norm(dim=2).max()), 1e-3)
-                images = flow_to_hsv(result.forward[0], hsv_max_magnitude)
-            for frame, image in zip(window.frames[:-1], images):
-                if writer is not None:
-                    writer.write(image)
-                else:
-                    write_image(out / f"{frame.index:06d}.png", image)
-                count += 1
-                bar.update(1)
+        with closing_iterator(prefetch(windows(), depth=2, name="decode", clock=clock)) as decoded, \
+                BackgroundWriter(depth=2 * batch, name="write", clock=clock) as background:
+            for window, frames in decoded:
+                with clock.timing("encode", len(window.frames) - 1):
+                    result = model(frames)
+                    if encoding == "rgb":
+                        images = encoder(result.extras["v_o"][0], result.extras["v_r"][0], result.extras["intensity"][0])
+                    else:
+                        if hsv_max_magnitude is None:
+                            hsv_max_magnitude = max(float(result.forward.norm(dim=2).max()), 1e-3)
+                        images = flow_to_hsv(result.forward[0], hsv_max_magnitude)
+                for frame, image in zip(window.frames[:-1], images):
+                    background.submit(store, frame.index, image)
+                    count += 1
+                    bar.update(1)
         if count == 0:
             raise InputFileError(f"{name} gives fewer than 2 frames; the encoding needs frame pairs")
     except BaseException as exc:
@@ -284,4 +297,4 @@ def encode_video(
     config["hsv_max_magnitude"] = hsv_max_magnitude
     config_path = out.with_suffix(out.suffix + ".json") if to_video else out / "encode_config.json"
     atomic_write_text(config_path, json.dumps(config, indent=2, default=str))
-    return {"frames": count, "out": out, "config": config}
+    return {"frames": count, "out": out, "config": config, "stages": clock.summary()}

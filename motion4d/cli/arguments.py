@@ -60,6 +60,31 @@ def add_frame_selection(parser: argparse.ArgumentParser) -> None:
                             "decodes with a warning, or leave damaged frames out")
 
 
+def add_workers(parser: argparse.ArgumentParser) -> None:
+    """``--workers N|auto``: threads computing frame pairs at once (classical methods; networks use 1)."""
+    parser.add_argument("--workers", default="auto", metavar="N|auto",
+                        help="threads computing frame pairs at once for the classical OpenCV methods (default auto: "
+                             "one per available core); networks run one stream")
+
+
+def parse_workers(text: str | int | None) -> int | str:
+    """``"auto"`` or a positive int, from ``--workers``."""
+    if text is None or text == "auto" or isinstance(text, int):
+        return "auto" if text is None else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidArgumentError(f"--workers must be a positive integer or auto, got {text!r}")
+    return value
+
+
+def stage_rates(stages: dict[str, dict[str, float]]) -> str:
+    """``decode 310/s, flow 21/s, write 540/s``: items per busy second of each pipeline stage."""
+    return ", ".join(f"{name} {entry['per_second']:.3g}/s" for name, entry in stages.items() if entry["seconds"] > 0)
+
+
 def frame_selection(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "start": args.start,
@@ -100,7 +125,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 def check_device_argument(args: argparse.Namespace) -> None:
     """Check ``--device`` against this machine before any work (raises naming ``--device``)."""
     device = getattr(args, "device", None)
-    if isinstance(device, str):
+    if isinstance(device, str) and device.strip() not in ("auto", "cpu"):  # these need no check (nor torch)
         from motion4d.device import resolve_device
 
         resolve_device(device, "--device")
@@ -112,7 +137,7 @@ def warn(command: str, message: str) -> None:
 
 
 #: settings that do not change what a run writes (left out of the comparison with an earlier run)
-NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "overwrite", "out", "export"})
+NOT_RESULT_SETTINGS = frozenset({"no_progress", "quiet", "device", "batch", "workers", "overwrite", "out", "export"})
 
 
 def check_video(args: argparse.Namespace) -> None:

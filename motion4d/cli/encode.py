@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from motion4d.cli.arguments import add_frame_selection, frame_selection, parse_options
+from motion4d.cli.arguments import add_frame_selection, frame_selection, parse_options, stage_rates
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -64,4 +64,5 @@ def run(args: argparse.Namespace) -> int:
         **frame_selection(args),
     )
     print(f"encode: {summary['frames']} images -> {summary['out']}")
+    print(f"  stages (items per busy second): {stage_rates(summary['stages'])}")
     return 0

@@ -2,7 +2,8 @@
 
 Outputs go to ``DIR/forward/<frame>.flo`` (and .png / .npz / colour images / an MP4 by ``--format``);
 an interrupted run resumes: finished pairs are skipped. The resolved configuration is written to
-``DIR/flow_config.json``.
+``DIR/flow_config.json``. Decoding, flow and writing overlap; the classical methods spread the
+frame pairs over ``--workers`` threads (default: one per core).
 """
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import argparse
 
 from motion4d.cli.arguments import (
     add_frame_selection,
+    add_workers,
     frame_selection,
     parse_list,
     parse_options,
+    parse_workers,
+    stage_rates,
 )
 
 
@@ -22,9 +26,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", metavar="VIDEO", help="video file, image folder or single image list file")
     parser.add_argument("--model", default="dis", help="flow model (see `motion4d info` / motion.list_models()); default dis")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--format", default="flo", help=f"comma-separated outputs among {','.join(FORMATS)} (default flo)")
+    parser.add_argument("--format", default="flo", help=f"comma-separated outputs among {','.join(FORMATS)} (default "
+                        "flo; occ = occlusion masks (PNG), conf = confidence maps (.npy), from the forward-backward check)")
     parser.add_argument("--backward", action="store_true", help="also write backward flow (t+1 -> t)")
     parser.add_argument("--batch", type=int, default=8, help="flows (or clips) per model call (default 8)")
+    add_workers(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--weights", default=None, help="checkpoint for network models")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option, repeatable (e.g. preset=fast)")
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace, model=None) -> int:
         model,
         device=args.device,
         batch=args.batch,
+        workers=parse_workers(args.workers),
         out_dir=args.out,
         formats=formats,
         backward=args.backward,
@@ -72,4 +79,6 @@ def run(args: argparse.Namespace, model=None) -> int:
         f"flow ({args.model}): {result.computed} pairs computed, {result.skipped} already done, "
         f"{result.image_size[1]}x{result.image_size[0]} -> {result.out_dir}"
     )
+    if result.computed:
+        print(f"  stages (items per busy second): {stage_rates(result.stages)}")
     return 0

@@ -2,7 +2,9 @@
 
 Queries: a grid (``--grid 16``, optionally inside ``--mask mask.png``), every pixel of a mask, or a
 file of ``(t, x, y)`` rows (``--queries points.csv`` / ``.npy``). Outputs ``DIR/tracks.<ext>`` per
-format, ``DIR/tracks_overlay.mp4`` with ``--overlay``, and ``DIR/track_config.json``. ``--export`` is
+format, ``DIR/tracks_overlay.mp4`` with ``--overlay``, and ``DIR/track_config.json``. Visibility and
+confidence come from the forward-backward check of every step, the check that gives ``motion4d flow
+--format occ,conf`` its masks and maps. The flow runs through the video pipeline (``--workers``). ``--export`` is
 the old name of ``--format``, accepted with a warning until the next release.
 """
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 
 from motion4d.cli.arguments import (
     add_frame_selection,
+    add_workers,
     check_video,
     frame_selection,
     owned_output_folder,
     parse_list,
     parse_options,
+    parse_workers,
     warn,
 )
 
@@ -41,6 +45,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", action="store_true", help="also write an overlay video of the tracks")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--batch", type=int, default=8, help="flows per model call")
+    add_workers(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_frame_selection(parser)
 
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace, model=None) -> int:
             options=ChainOptions(alpha=args.fb_alpha, beta=args.fb_beta, max_occluded=args.max_occluded),
             device=args.device,
             batch=args.batch,
+            workers=parse_workers(args.workers),
             model_options=(parse_options(args.option) or None) if model is None else None,
             progress=not args.no_progress,
             **selection,

@@ -54,12 +54,12 @@ def test_missing_data_is_reported_before_a_model_is_built(command, tmp_path, mon
 
 
 def test_interrupt_is_a_message_and_status_130(small_clip, tmp_path, monkeypatch, capsys):
-    from motion.models.classical import DISFlow
+    from motion.models.opencv_flow import DISEngine
 
     def interrupted(self, a, b):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DISFlow, "pair_flow", interrupted)
+    monkeypatch.setattr(DISEngine, "flow", interrupted)
     assert main(["flow", str(small_clip), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
     assert capsys.readouterr().err.strip() == "motion4d flow: interrupted, rerun to resume"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import motion
-from motion.models.classical import DISFlow
+from motion.models.opencv_flow import DISEngine
 from motion.synthetic import make_sequence
 from motion.video_writer import write_video
 from motion4d.cli import main
@@ -24,7 +24,7 @@ def clip(tmp_path_factory):
 def test_flow_resumes_after_interruption(clip, tmp_path, monkeypatch, capsys):
     out = tmp_path / "flow"
     calls = []
-    original = DISFlow.pair_flow
+    original = DISEngine.flow
 
     def counting(self, a, b):
         calls.append(1)
@@ -32,9 +32,10 @@ def test_flow_resumes_after_interruption(clip, tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return original(self, a, b)
 
-    monkeypatch.setattr(DISFlow, "pair_flow", counting)
-    argv = ["flow", str(clip), "--model", "dis", "--out", str(out), "--format", "flo,png", "--batch", "2", "--no-progress"]
-    interrupt_after = 5  # dies during the third window (pairs 4-5)
+    monkeypatch.setattr(DISEngine, "flow", counting)
+    argv = ["flow", str(clip), "--model", "dis", "--out", str(out), "--format", "flo,png", "--workers", "1",
+            "--no-progress"]
+    interrupt_after = 4  # dies computing pair 4
     assert main(argv) == 130  # interrupted: a message, status 130, finished pairs kept
     assert "interrupted, rerun to resume" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "forward").glob("*.flo")) == [f"{k:06d}.flo" for k in range(4)]
@@ -46,7 +47,7 @@ def test_flow_resumes_after_interruption(clip, tmp_path, monkeypatch, capsys):
     flow, valid = motion.read_flow(out / "forward" / "000007.flo")
     assert flow.shape == (48, 64, 2) and valid.all()
     config = json.loads((out / "flow_config.json").read_text())
-    assert config["model"] == "dis" and config["formats"] == ["flo", "png"] and config["batch"] == 2
+    assert config["model"] == "dis" and config["formats"] == ["flo", "png"] and config["workers"] == 1
 
 
 def test_flow_reports_bad_input(tmp_path, capsys):
@@ -96,3 +97,25 @@ def test_track_exports_and_overlay(clip, tmp_path):
                  "--overwrite"]) == 0
     assert motion.Tracks.load(out / "tracks.csv").num_tracks == 12
     assert not (out / "tracks.pkl").exists() and not (out / "tracks_overlay.mp4").exists()
+
+
+def test_flow_writes_occlusion_and_confidence_with_workers(clip, tmp_path, capsys):
+    out = tmp_path / "flow"
+    argv = ["flow", str(clip), "--model", "farneback", "--out", str(out), "--format", "flo,occ,conf", "--workers", "2",
+            "--backward", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "8 pairs computed" in printed and "stages (items per busy second): decode" in printed
+    for folder, ext in (("forward", "flo"), ("forward_occlusion", "png"), ("forward_confidence", "npy"),
+                        ("backward_occlusion", "png"), ("backward_confidence", "npy")):
+        assert sorted(p.name for p in (out / folder).iterdir()) == [f"{k:06d}.{ext}" for k in range(8)], folder
+    confidence = np.load(out / "forward_confidence" / "000003.npy")
+    assert confidence.dtype == np.float32 and 0 <= confidence.min() and confidence.max() <= 1
+    assert main(["flow", str(clip), "--out", str(tmp_path / "o"), "--workers", "none", "--no-progress"]) == 2
+    assert "--workers must be a positive integer or auto" in capsys.readouterr().err
+
+
+def test_track_takes_workers(clip, tmp_path):
+    out = tmp_path / "tracks"
+    assert main(["track", str(clip), "--out", str(out), "--grid", "16", "--workers", "2", "--no-progress"]) == 0
+    assert (out / "tracks.csv").exists()

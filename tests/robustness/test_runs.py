@@ -101,8 +101,8 @@ def test_outputs_follow_the_umask(videos, tmp_path):
     assert modes == {oct(0o640)}
 
 
-@pytest.mark.parametrize("kill_after", [0.15, 0.6])
-def test_killed_runs_resume_to_identical_files(videos, tmp_path, kill_after):
+@pytest.mark.parametrize("kill_at_files", [3, 40])
+def test_killed_runs_resume_to_identical_files(videos, tmp_path, kill_at_files):
     """SIGKILL a flow run part-way, rerun it: the folder ends byte-identical to an uninterrupted run,
     with no temporary file left."""
     clean = tmp_path / "clean"
@@ -113,9 +113,9 @@ def test_killed_runs_resume_to_identical_files(videos, tmp_path, kill_after):
             "formats=('flo', 'png'), progress=False, batch=1)\n")
     child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 60
-    while not (out / "forward").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(kill_after)
+    # killed once that many flows are written: the pipeline's writer may be mid-file at that moment
+    while len(list((out / "forward").glob("*.flo"))) < kill_at_files and time.monotonic() < deadline:
+        time.sleep(0.002)
     child.send_signal(signal.SIGKILL)
     child.wait()
     result = flow(videos["avi"], out, formats=("flo", "png"))
@@ -157,3 +157,47 @@ def test_damaged_video_policies_warn_or_skip(tmp_path):
         frames = list(video)
     assert video.damage and "concealed" in video.damage and len(frames) == 120
     assert np.array_equal(frames[0].image, kept[0])
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+def test_parallel_runs_killed_at_random_points_resume_to_identical_files(videos, tmp_path, seed):
+    """The pipeline with two workers and a writer thread (issue #19), SIGKILLed at random moments several
+    times, then rerun to the end: after every kill each output present is complete (byte-identical to
+    an uninterrupted run's), and the finished folder is byte-identical with no temporary file left."""
+    formats = ("flo", "png", "occ", "conf")
+    clean = tmp_path / "clean"
+    flow(videos["avi"], clean, formats=formats, workers=2)
+    expected = {f.relative_to(clean): f.read_bytes() for f in clean.rglob("*")
+                if f.is_file() and f.name not in ("flow_config.json", LOCK_NAME)}
+    out = tmp_path / "killed"
+    code = ("import motion\n"
+            f"motion.estimate_flow({str(videos['avi'])!r}, model='dis', device='cpu', out_dir={str(out)!r}, "
+            f"formats={formats!r}, workers=2, progress=False)\n")
+    rng = np.random.default_rng(seed)
+    partial = []
+    for _ in range(3):
+        before = len(list(out.rglob("*.flo")))
+        child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        while len(list(out.rglob("*.flo"))) <= before and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))
+        if child.poll() is not None:
+            break
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        present = [f for f in out.rglob("*") if f.is_file() and f.name not in ("flow_config.json", LOCK_NAME)
+                   and ".tmp" not in f.name]
+        for file in present:
+            assert file.read_bytes() == expected[file.relative_to(out)], file
+        complete = {k for k in range(119) if all(
+            (out / f"{d}/{k:06d}.{e}").exists() for d, e in (("forward", "flo"), ("forward", "png"),
+                                                             ("forward_occlusion", "png"), ("forward_confidence", "npy")))}
+        partial.append(len(complete))
+    assert partial and partial[0] < 119, "the first kill must land part-way through the run"
+    result = flow(videos["avi"], out, formats=formats, workers=2)
+    assert (result.computed, result.skipped) == (119 - partial[-1], partial[-1])  # exactly the unfinished pairs
+    assert not list(out.rglob(".*.tmp*"))
+    done = {f.relative_to(out): f.read_bytes() for f in out.rglob("*")
+            if f.is_file() and f.name not in ("flow_config.json", LOCK_NAME)}
+    assert done == expected
