@@ -47,8 +47,9 @@ BARE = r"""
 import json, sys, time
 import av, cv2
 video, out = sys.argv[1], sys.argv[2]
-if len(sys.argv) > 3:
+if len(sys.argv) > 3 and int(sys.argv[3]) > 0:
     cv2.setNumThreads(int(sys.argv[3]))
+method = sys.argv[4] if len(sys.argv) > 4 else "dis"
 dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 busy = {"decode": 0.0, "grey": 0.0, "flow": 0.0, "write": 0.0}
 frames = pairs = 0
@@ -67,7 +68,8 @@ with av.open(video) as container:
         busy["decode"] += t1 - t0
         busy["grey"] += t2 - t1
         if previous is not None:
-            flow = dis.calc(previous, grey, None)
+            flow = (dis.calc(previous, grey, None) if method == "dis" else  # the package's Farneback defaults:
+                    cv2.calcOpticalFlowFarneback(previous, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0))
             t3 = time.perf_counter()
             cv2.writeOpticalFlow(f"{out}/{frames - 1:06d}.flo", flow)
             busy["flow"] += t3 - t2
@@ -85,7 +87,8 @@ PACKAGE = r"""
 import json, sys
 import motion
 video, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-result = motion.estimate_flow(video, model="dis-medium", out_dir=out, formats=("flo",), workers=workers, progress=False)
+model = sys.argv[4] if len(sys.argv) > 4 else "dis-medium"
+result = motion.estimate_flow(video, model=model, out_dir=out, formats=("flo",), workers=workers, progress=False)
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"pairs": result.computed, "stages": result.stages, "torch_loaded": "torch" in sys.modules,
                   "peak_kib": peak}))
@@ -225,6 +228,42 @@ def speed(args: argparse.Namespace, work: Path) -> None:
     ]
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'FAIL'}: {text}")
+    farneback(args, work, short)
+
+
+def farneback(args: argparse.Namespace, work: Path, short: Path) -> None:
+    """The same comparison for Farneback, which OpenCV runs on one thread: what workers add to a
+    single-threaded method."""
+    import shutil
+
+    configs = [("bare loop, Farneback", BARE, ("0", "farneback")),
+               ("package, 1 worker, Farneback", PACKAGE, ("1", "farneback")),
+               ("package, 2 workers, Farneback", PACKAGE, ("2", "farneback"))]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+    identical = True
+    for rep in range(args.repeats):
+        folders = {}
+        for k, (name, code, extra) in enumerate(configs):
+            folders[name] = out = work / f"farneback_{rep}_{k}"
+            out.mkdir()
+            runs[name].append(run_measured(code, str(short), str(out), *extra))
+        for name, _, _ in configs[1:]:
+            identical &= same_files(folders[configs[0][0]], folders[name])
+        for out in folders.values():
+            shutil.rmtree(out, ignore_errors=True)
+    bare = statistics.median(r["wall"] for r in runs[configs[0][0]])
+    print(f"\n## Farneback (OpenCV runs it on one thread), {args.frames - 1} pairs, median of {args.repeats}")
+    print("| run | wall s | x bare loop | CPU ms / pair | cores busy |")
+    print("|---|---|---|---|---|")
+    speedups = {}
+    for name, rs in runs.items():
+        wall = statistics.median(r["wall"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        speedups[name] = bare / wall
+        print(f"| {name} | {wall:.1f} | {bare / wall:.2f} | {cpu / rs[0]['pairs'] * 1000:.1f} | {cpu / wall:.2f} |")
+    print(f"\npackage .flo files byte-identical to the bare loop's: {'yes' if identical else 'NO'}")
+    two = speedups["package, 2 workers, Farneback"]
+    print(f"- {'PASS' if two >= 1.6 else 'FAIL'}: 2 workers at least 1.6x the bare Farneback loop ({two:.2f}x)")
 
 
 # ------------------------------------------------------------------------------------------------ occlusion
