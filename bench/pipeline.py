@@ -11,7 +11,8 @@
    * ``motion.estimate_flow(video, "dis-medium", out_dir=..., formats=("flo",), workers=N)`` with
      ``N = 1`` and ``N = 2`` (what ``motion4d flow --model dis-medium --format flo --workers N`` runs).
 
-   Each run is a fresh Python process (its peak RSS from ``wait4``), the runs interleaved and
+   Each run is a fresh Python process (its peak RSS is its own ``VmHWM``, its CPU time from
+   ``RUSAGE_CHILDREN``), the runs interleaved and
    repeated (median wall time). The package's files are compared byte for byte with the bare loop's.
    A run on a video ``--long`` times longer shows that peak memory does not grow with the length.
    Per stage: items per busy second (decode = frames, flow = pairs per worker, write = pairs).

@@ -387,7 +387,8 @@ class _InMemory:
     def add(self, pair: FlowPair) -> None:
         if self.count == self.capacity:  # more pairs than the container declared: grow
             self._check(self.count + 1)
-            grown = max(8, self.capacity * 3 // 2)
+            affordable = max(self.count + 1, self.limit // max(in_memory_bytes(1, self.size), 1))
+            grown = min(max(8, self.capacity * 3 // 2), affordable)  # growth never passes the limit
             for name in self.fields:
                 extended = self._empty(name, grown)
                 extended[: self.count] = self.arrays[name][: self.count]
@@ -494,17 +495,18 @@ def _opencv_pairs(engine: OpenCVEngine, frames: Iterator[Frame], *, backward: bo
         for frame in frames:
             yield frame, grey_image(frame.image)
 
-    def consecutive() -> Iterator[tuple[tuple[Frame, np.ndarray], tuple[Frame, np.ndarray]]]:
+    def consecutive() -> Iterator[tuple[tuple[Frame, np.ndarray], tuple[Frame, np.ndarray], bool]]:
         previous = None
         with closing_iterator(prefetch(decoded(), depth=workers + 2, name="decode", clock=clock)) as items:
             for item in items:
                 if previous is not None:
-                    yield previous, item
+                    # skip runs here, on the consuming thread, never concurrently
+                    yield previous, item, skip is not None and skip(previous[0].index)
                 previous = item
 
-    def compute(pair: tuple[tuple[Frame, np.ndarray], tuple[Frame, np.ndarray]]) -> FlowPair:
-        (source, grey0), (target, grey1) = pair
-        if skip is not None and skip(source.index):
+    def compute(pair: tuple[tuple[Frame, np.ndarray], tuple[Frame, np.ndarray], bool]) -> FlowPair:
+        (source, grey0), (target, grey1), done = pair
+        if done:
             return FlowPair(source, target, None, None)
         mine = getattr(local, "engine", None)
         if mine is None:
@@ -658,7 +660,8 @@ def iter_flow(
     Arguments as in :func:`estimate_flow`; ``selection`` = start, stop, stride, max_frames, resize, on_damage.
     ``occlusion=True`` fills ``pair.occlusion`` / ``pair.confidence`` (and the backward ones with
     ``backward=True``). ``skip(source_index) -> bool`` lets a caller declare pairs as done: they are
-    not computed (their pairs come with ``forward=None``). Flows are tensors ``[2, H, W]`` (CPU tensors
+    not computed (their pairs come with ``forward=None``); it is called on the consuming thread, in
+    order. Flows are tensors ``[2, H, W]`` (CPU tensors
     sharing memory with OpenCV's output for the classical methods, on ``device`` for networks).
     """
     clock = StageClock()
@@ -705,7 +708,10 @@ def estimate_flow(
             run on the CPU whatever it says; a named device is still checked).
         batch: flows per model call (models with their own windows, e.g. VideoFlow, ignore it).
         workers: threads computing frame pairs at the same time for the classical methods
-            (``"auto"``: one per available core); networks run one stream (it must be 1 or "auto").
+            (``"auto"``: one per available core, at most ``motion.pipeline.AUTO_WORKERS_MAX``); networks
+            run one stream (it must be 1 or "auto"). With more than one, OpenCV's thread count
+            (``cv2.setNumThreads``, process-wide) is 1 until the run ends (for :func:`iter_flow`: until
+            the iterator is exhausted or closed), then restored.
         out_dir: output folder; None keeps the results in memory (within the in-memory limit).
         formats: any of ``"flo"``, ``"png"`` (KITTI 16-bit), ``"npz"``, ``"color"`` (PNG images),
             ``"mp4"``, ``"occ"`` (occlusion masks, PNG), ``"conf"`` (confidence maps, float32 ``.npy``).

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from motion4d.checks import check_choice
 from motion4d.errors import InputFileError, ShapeError
 from motion4d.limits import check_declared_size
 
@@ -55,7 +56,7 @@ def _read_map_file(path: Path, size: tuple[int, int]) -> np.ndarray:
 
     if not path.is_file():
         raise InputFileError(f"{path}: missing")
-    data = load_npy(path)  # checks the header against the file's size before reading
+    data = load_npy(path, mmap=True)  # checks the header against the file's size, then maps it
     if data.shape != size or data.dtype != np.float32:
         raise InputFileError(f"{path}: a {data.dtype} {list(data.shape)} map, expected float32 {list(size)}")
     return data
@@ -79,8 +80,7 @@ class StoredStack:
     """
 
     def __init__(self, paths: Sequence[Path], size: tuple[int, int], kind: str = "flow"):
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        check_choice(kind, "kind", KINDS)
         self.paths = [Path(p) for p in paths]
         self.size = (int(size[0]), int(size[1]))
         self.kind = kind

@@ -100,8 +100,9 @@ def prefetch(items: Iterable[T], depth: int = 4, name: str = "prefetch", clock: 
     stop = threading.Event()
 
     def produce() -> None:
-        iterator = iter(items)
+        iterator = None
         try:
+            iterator = iter(items)
             while not stop.is_set():
                 start = time.perf_counter()
                 try:
@@ -263,13 +264,18 @@ class BackgroundWriter:
             self.abort()
 
 
+AUTO_WORKERS_MAX = 8
+"""``workers="auto"`` uses at most this many threads: frames and flows in flight grow with the workers
+(a 4K pair with its flows is ~200 MB), and one process's decoder and writer stop keeping up beyond it."""
+
+
 def resolve_workers(workers: int | str | None, parallel: bool) -> int:
-    """Compute threads for a stage: ``"auto"``/None = the available cores when the work can be spread
-    over them (``parallel``), else 1; an int is taken as given (>= 1)."""
+    """Compute threads for a stage: ``"auto"``/None = the available cores (at most :data:`AUTO_WORKERS_MAX`)
+    when the work can be spread over them (``parallel``), else 1; an int is taken as given (>= 1)."""
     if workers is None or workers == "auto":
-        return available_cores() if parallel else 1
+        return min(available_cores(), AUTO_WORKERS_MAX) if parallel else 1
     return check_int(workers, "workers", minimum=1)  # type: ignore[return-value]
 
 
-__all__ = ["BackgroundWriter", "StageClock", "available_cores", "closing_iterator", "ordered_map", "prefetch",
+__all__ = ["AUTO_WORKERS_MAX", "BackgroundWriter", "StageClock", "available_cores", "closing_iterator", "ordered_map", "prefetch",
            "resolve_workers"]

@@ -37,8 +37,12 @@ def _read_header(stream: BinaryIO, source: str) -> tuple[tuple[int, ...], np.dty
     return tuple(shape), dtype
 
 
-def load_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
-    """A ``.npy`` file's array, after checking its declared size against the file and the limit."""
+def load_npy(path: str | os.PathLike, max_bytes: int | None = None, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` file's array, after checking its declared size against the file and the limit.
+
+    ``mmap=True`` maps the file copy-on-write instead of reading it: only the pages used are read, and
+    changes to the array stay in memory.
+    """
     file = Path(path)
     try:
         with open(file, "rb") as f:
@@ -50,7 +54,7 @@ def load_npy(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarra
         raise InputFileError(f"{file}: cannot read it ({exc})") from exc
     check_declared_size(file, "the .npy header", shape, dtype.itemsize, available=available, max_bytes=max_bytes)
     try:
-        return np.load(file, allow_pickle=False)
+        return np.load(file, allow_pickle=False, mmap_mode="c" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:
         raise InputFileError(f"{file}: not a readable .npy file ({exc})") from exc
 

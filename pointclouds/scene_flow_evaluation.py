@@ -120,6 +120,7 @@ def evaluate_scene_flow(
     ``skipped`` (scenes taken from an earlier run). ``thresholds`` sets the accuracy / outlier tests
     (:func:`~pointclouds.metrics.resolve_thresholds`); resumed scenes are re-scored with them.
     """
+    from motion4d.numpy_io import load_npy
     from pointclouds.methods import estimate_scene_flow
     from pointclouds.methods.visualize import render_flow_png
     from pointclouds.metrics import SceneFlowMetricAccumulator, resolve_thresholds, scene_flow_metrics
@@ -149,8 +150,12 @@ def evaluate_scene_flow(
         name = _safe_name(getattr(sample, "name", ""), i)
         record_path, flow_path = scenes_dir / f"{i:06d}_{name}.json", flows_dir / f"{i:06d}_{name}.npy"
         if record_path.exists() and flow_path.exists() and not overwrite:
-            flow = np.load(flow_path)
+            flow = load_npy(flow_path)
             record = json.loads(record_path.read_text())
+            metrics = scene_flow_metrics(flow, sample.flow, sample.mask, thresholds=limits)
+            if record.get("metrics") != metrics:  # re-scored with this run's thresholds
+                record["metrics"] = metrics
+                write_json(record_path, record)
             skipped += 1
         else:
             result = estimate_scene_flow(sample.source, sample.target, method=method, **options)

@@ -8,7 +8,7 @@ A :class:`SceneSpec` picks, independently of each other:
   "motorcycle" stereo depth map, :func:`motion.sample_data.motorcycle_depth`: real geometry);
 * the **motion**: ``ego`` (only the sensor moves), ``movers`` (several independent rigid movers,
   with ego motion when ``ego`` is in the name: ``ego+movers``), ``nonrigid`` (movers that also
-  bend and twist), ``rigid`` (the whole scene or its foreground moves as one body) or ``static``;
+  bend and twist), ``rigid`` (``real_depth`` only: the scanned surface moves as one body) or ``static``;
 * the **sensor**: ``lidar`` (spinning rings), ``camera`` (a depth camera's pixel grid), ``uniform``
   (area-uniform surface samples): source and target are always sampled independently (rays of the
   moved sensor, a new lidar phase, new random samples);
@@ -74,6 +74,10 @@ class SceneSpec:
             raise InvalidArgumentError(f"num_points must be >= 16, got {self.num_points}")
         if not 0.0 < self.overlap <= 1.0:
             raise InvalidArgumentError(f"overlap must lie in (0, 1], got {self.overlap}")
+        if self.motion == "rigid" and self.geometry != "real_depth":
+            raise InvalidArgumentError(f"motion 'rigid' is made for geometry 'real_depth' (a {self.geometry} moved "
+                                       "as one body is motion 'ego' seen inversely), got geometry "
+                                       f"{self.geometry!r}")
         return self
 
     @property
@@ -287,15 +291,17 @@ def make_benchmark_scene(spec: SceneSpec) -> SceneFlowSample:
     source = M.transform(sensor_from_world0, p0)
     flow = M.transform(sensor_from_world1, p1) - source
     target = M.transform(sensor_from_world1, q1)
+    target_rays = hits1.direction
     if spec.overlap < 1.0:  # the target misses what lies beyond a random vertical plane
         angle = rng.uniform(0, 2 * np.pi)
         normal = np.array([np.cos(angle), np.sin(angle), 0.0])
         cut = np.quantile(target @ normal, spec.overlap)
-        target = target[target @ normal <= cut]
+        kept = target @ normal <= cut
+        target, target_rays = target[kept], target_rays[kept]
         mask &= (source + flow) @ normal <= cut
     if spec.noise > 0:
-        source = source + _noise(rng, hits0, sensor_from_world0, len(source), spec.noise)
-        target = target + _noise(rng, hits1, sensor_from_world1, len(target), spec.noise)
+        source = source + _noise(rng, hits0.direction, sensor_from_world0, spec.noise)
+        target = target + _noise(rng, target_rays, sensor_from_world1, spec.noise)
     C = M.random_rotation(rng) if spec.convention == "rotated" else CONVENTION_MATRICES[spec.convention]
     source, target, flow = source @ C.T, target @ C.T, flow @ C.T
     from scipy.spatial import cKDTree
@@ -311,9 +317,11 @@ def make_benchmark_scene(spec: SceneSpec) -> SceneFlowSample:
     )
 
 
-def _noise(rng: np.random.Generator, hits, sensor_from_world: np.ndarray, count: int, sigma: float) -> np.ndarray:  # noqa: ANN001
-    """Range noise along each ray (isotropic for the uniform sampler), sensor frame ``[count, 3]``."""
-    d = hits.direction[:count] @ sensor_from_world[:3, :3].T
+def _noise(rng: np.random.Generator, rays: np.ndarray, sensor_from_world: np.ndarray, sigma: float) -> np.ndarray:
+    """Range noise along each point's ray ``rays [N, 3]`` (world frame; all zero for the uniform sampler:
+    isotropic noise), in the sensor frame ``[N, 3]``."""
+    count = len(rays)
+    d = rays @ sensor_from_world[:3, :3].T
     if not np.any(d):
         return rng.normal(0.0, sigma, (count, 3))
     return rng.normal(0.0, sigma, (count, 1)) * d

@@ -138,7 +138,7 @@ NSFP_FAST_CARD = ModelCard(
     reported_note="motion4d's fast mode differs from released Fast NSF (see settings), so the paper's numbers "
                   "are a reference, not a reproduction target",
     settings=(
-        Setting("iterations", "<= 158: 150 mini-batch steps (a quarter of the cloud, 256-2,048 points) then full-cloud "
+        Setting("iterations", "<= 158: 150 mini-batch steps (an eighth of the cloud, 256-1,024 points) then full-cloud "
                 "steps, patience 3", "<= 5,000, patience 5-10 (5 at 8,192 points, 10 for full clouds; min_delta 1e-3)",
                 "Lilac-Lee/FastNSF README.md commands @ 386ab38",
                 "OpenSceneFlow: patience 10", "KTH-RPL/OpenSceneFlow configs @ 848bf86 (lr 8e-3, min_delta 5e-5; "

@@ -125,9 +125,9 @@ class NSFPConfig:
             way (``bench/nsfp_speed.py``).
         scale_free: the scale-free fast fit of :mod:`~pointclouds.methods.nsfp_fast` (``loss="nearest"``):
             lengths in units of ``length_scale`` point spacings (``truncate`` in those units squared,
-            ``min_delta`` in those units), ``batch_points`` None = a quarter of the cloud (256-2,048).
+            ``min_delta`` in those units), ``batch_points`` None = an eighth of the cloud (256-1,024 points).
         length_scale: the scale-free unit, in median point spacings of the source.
-        rigid_init: start from the rigid motion of two ICP passes; the field fits the residual.
+        rigid_init: start from the rigid motion of three ICP passes (coarse to fine); the field fits the residual.
         start_at_rigid: zero the field's last layer so that the fit starts exactly at the rigid flow
             (else the field starts from its random initialisation around it).
         rigid_min_fitness: use the rigid start only when it puts at least this share of the source
@@ -343,12 +343,12 @@ class NSFPResult:
 
 # --------------------------------------------------------------------------------------- losses
 def _chamfer_terms(a: torch.Tensor, b: torch.Tensor, a_index: NearestIndex | None, b_index: NearestIndex | None,
-                   truncate: float | None) -> torch.Tensor:
+                   truncate: float | None, backend: str = "auto") -> torch.Tensor:
     """NSFP's truncated squared chamfer of ``a [N, 3]`` and ``b [M, 3]`` (mean of each direction), with
-    prebuilt indices of whichever cloud is fixed (None: built now)."""
+    prebuilt indices of whichever cloud is fixed (None: built now with ``backend``)."""
     with torch.no_grad():
-        ab = (b_index or NearestIndex(b)).query(a)
-        ba = (a_index or NearestIndex(a)).query(b)
+        ab = (b_index or NearestIndex(b, backend)).query(a)
+        ba = (a_index or NearestIndex(a, backend)).query(b)
     d_ab = (a - b[ab]).square().sum(-1)
     d_ba = (b - a[ba]).square().sum(-1)
     return _truncated(d_ab, truncate).mean() + _truncated(d_ba, truncate).mean()
@@ -458,12 +458,12 @@ def _loss_step(
     warped = src + flow
     if not bool(torch.isfinite(warped).all()):
         return math.nan, flow.detach()
-    loss = _chamfer_terms(warped, tgt, None, tgt_index, cfg.truncate)
+    loss = _chamfer_terms(warped, tgt, None, tgt_index, cfg.truncate, cfg.backend)
     if inverse is not None:
         back = warped - inverse(warped)
         if not bool(torch.isfinite(back).all()):
             return math.nan, flow.detach()
-        loss = loss + _chamfer_terms(back, src, None, src_index, cfg.truncate)
+        loss = loss + _chamfer_terms(back, src, None, src_index, cfg.truncate, cfg.backend)
     loss.backward()
     return loss.item(), flow.detach()
 

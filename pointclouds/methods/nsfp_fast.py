@@ -11,16 +11,18 @@ comes from the data:
   ``L = length_scale * s`` (inputs ``(p - centroid) / L``, flow in ``L``), so the truncation
   (``truncate``, in ``L^2``), the learning rate and the early-stopping ``min_delta`` (in ``L``)
   mean the same thing in a room and on a street. No axis is special (the inputs are only centred).
-* **Rigid start** (``rigid_init``). Two ICP passes (open3d when installed): the first with a
-  correspondence radius of ``max(30 s, 5 % of the extent)`` (ego motions of metres), the second at
-  ``3 s``. The field is the residual on top of that motion, its last layer zero-initialised, so the
+* **Rigid start** (``rigid_init``). Three ICP passes with correspondence radii ``max(30 s, 2 % of
+  the extent)`` (ego motions of metres), ``10 s`` and ``3 s``: with open3d, point-to-plane on at
+  most ``ICP_POINTS`` source points, kept only when it beats "no motion" by a margin; without
+  open3d, point-to-point :func:`~pointclouds.methods.baselines.icp_flow` on every point, without
+  that comparison (results differ between the two installs; the benchmark figures use open3d). The field is the residual on top of that motion, its last layer zero-initialised, so the
   fit starts at the rigid flow.
 * **Exact nearest neighbours, no grid.** The target's KD-tree is built once; a step queries it for
   its points (a mini-batch: microseconds). The target-to-source term (each target point pulls its
   nearest warped source point) rebuilds the warped source's tree every ``reverse_refresh``
   mini-batch steps and at every full-cloud step. Memory is that of the two trees.
-* **Schedule.** ``batch_iterations`` mini-batch steps (``batch_points``, default a quarter of the
-  cloud, 256 to 2,048 points, under a cosine learning rate, exponential average of the weights),
+* **Schedule.** ``batch_iterations`` mini-batch steps (``batch_points``, default an eighth of the
+  cloud, 256 to 1,024 points, under a cosine learning rate, exponential average of the weights),
   then full-cloud steps with early stopping and NSFP's best-loss snapshot, up to ``max_iterations``.
 * **Rigid or field** (``rigid_margin``). Where the rigid motion puts the points on the target's
   surfaces as well as the field does (neighbourhood-mean point-to-plane distance no more than

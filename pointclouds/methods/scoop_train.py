@@ -148,9 +148,9 @@ def open_training_set(name: str, root: str | os.PathLike | None = None, *, num_p
     """The training pairs of data set ``name`` (:data:`TRAINING_SETS`), ``num_points`` random points per cloud.
 
     Readers with splits default to ``split="train"`` (``kitti_o``: SCOOP's KITTI_v); ``keys`` and
-    ``pattern`` select the arrays and files of an ``npz`` folder; ``rotate`` (synthetic only) turns
-    every pair by a random rotation (e.g. FT3D_o with
-    ``keys={"source": "points1", "target": "points2", "flow": "flow", "mask": "valid_mask1"}``).
+    ``pattern`` select the arrays and files of an ``npz`` folder (e.g. FT3D_o with
+    ``keys={"source": "points1", "target": "points2", "flow": "flow", "mask": "valid_mask1"}``);
+    ``rotate`` (synthetic only) turns every pair by a random rotation.
     """
     from pointclouds import data
 

@@ -56,6 +56,21 @@ def test_dataset_mode_is_resumable(tmp_path) -> None:  # noqa: ANN001
     assert json.loads((out / "metrics.json").read_text())["scene_averaged"] == summary["scene_averaged"]
 
 
+def test_resumed_scenes_are_rescored_with_the_new_thresholds(tmp_path) -> None:  # noqa: ANN001
+    root = write_kitti_s(tmp_path / "KITTI_processed_occ_final", num_scenes=6, n=200)
+    out = tmp_path / "eval"
+    args = ["sceneflow", "--dataset", "kitti_s", "--root", str(root), "--out", str(out), "--method", "zero",
+            "--num-points", "128", "--no-progress"]
+    relaxed = {}
+    for thresholds in ("lidar", "object"):
+        assert main(args + ["--thresholds", thresholds]) == 0
+        summary = json.loads((out / "metrics.json").read_text())["scene_averaged"]["acc_relax"]
+        records = [json.loads(p.read_text())["metrics"]["acc_relax"] for p in sorted((out / "scenes").glob("*.json"))]
+        assert np.mean(records) == pytest.approx(summary)  # the scene files agree with the summary
+        relaxed[thresholds] = summary
+    assert relaxed["lidar"] > 0 and relaxed["object"] == 0  # zero flow misses every 1 cm test
+
+
 def test_synthetic_dataset_mode(tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "syn"
     assert main(["sceneflow", "--dataset", "synthetic", "--limit", "2", "--num-points", "256", "--out", str(out),

@@ -59,6 +59,13 @@ def test_prefetch_keeps_order_raises_after_the_items_and_stops_when_left():
             seen.append(x)
     assert seen == [0, 1, 2]
 
+    class Unreadable:
+        def __iter__(self):
+            raise OSError("cannot open the source")
+
+    with pytest.raises(OSError, match="cannot open the source"):  # not an empty stream
+        list(prefetch(Unreadable()))
+
     closed = threading.Event()
 
     def endless():
@@ -330,3 +337,16 @@ def test_peak_memory_is_flat_in_the_video_length(tmp_path):
             f"out_dir={str(tmp_path / ('out_' + name))!r}, formats=('flo', 'occ', 'conf'), progress=False)")
     print(f"\npeak RSS: {peaks}")
     assert peaks["long"] <= 1.1 * peaks["short"]
+
+
+def test_auto_workers_follow_the_cores_up_to_a_cap(monkeypatch):
+    from motion import pipeline
+
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 3)
+    assert pipeline.resolve_workers("auto", parallel=True) == 3
+    assert pipeline.resolve_workers(None, parallel=False) == 1
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 64)
+    assert pipeline.resolve_workers("auto", parallel=True) == pipeline.AUTO_WORKERS_MAX
+    assert pipeline.resolve_workers(12, parallel=True) == 12  # asked for: taken as given
+    with pytest.raises(InvalidArgumentError, match="workers"):
+        pipeline.resolve_workers(0, parallel=True)
