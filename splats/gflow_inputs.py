@@ -1,8 +1,11 @@
 """Priors for GFlow: frames, depth, optical flow and intrinsics from arrays, files, models or callables.
 
 * frames: ``uint8 [T, H, W, 3]`` (or float in [0, 1]), or anything :func:`motion.read_frames` opens.
-* depth: ``[T, H, W]`` array / tensor; a folder of ``.npy`` (float) or 16-bit ``.png`` files (one per
-  frame, natural order); or a callable ``depth_fn(frame uint8 [H, W, 3]) -> [H, W]``. Any scale: GFlow
+* depth: None (the training-free two-view prior of :mod:`splats.depth_prior`, made from the flow);
+  a :class:`splats.depth_providers.DepthProvider` or its name (``"two-view"``, ``"constant"``,
+  ``"depth-anything[:MODEL]"``); ``[T, H, W]`` array / tensor; a folder of ``.npy`` (float) or 16-bit
+  ``.png`` files (one per frame, natural order); or a callable
+  ``depth_fn(frame uint8 [H, W, 3]) -> [H, W]``. Any scale: GFlow
   learns a scale and shift against its rendered depth. Zeros mark pixels without depth (the usual
   16-bit PNG convention); NaN / inf / negative values are refused. Maps of another size with the same
   aspect ratio are resized to the frames.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ import torch
 from motion4d.checks import check_finite, check_shape
 from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
 from motion4d.imaging import frames_to_tensor
+
+from .depth_prior import DepthEstimate
 
 DEPTH_EXTENSIONS = (".npy", ".png")
 FLOW_EXTENSIONS = (".flo", ".png", ".npz", ".npy", ".pfm", ".flo5")
@@ -45,6 +50,7 @@ class Priors:
         depth_unit: the prior's units per scene unit (the median of frame 0's valid depth).
         forward: ``float32 [T-1, 2, H, W]``; backward: the same (anchored at ``t + 1``) or None.
         K: ``float32 [3, 3]``.
+        depth_method, depth_notice, depth_info: where the depth came from (:class:`DepthEstimate`).
     """
 
     images: torch.Tensor
@@ -53,6 +59,9 @@ class Priors:
     forward: torch.Tensor
     backward: torch.Tensor | None
     K: torch.Tensor
+    depth_method: str = "array"
+    depth_notice: str | None = None
+    depth_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -135,18 +144,31 @@ def _resize_map(data: np.ndarray, height: int, width: int, name: str) -> np.ndar
     return cv2.resize(data, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
-    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` (see the module docstring)."""
+def load_depth(depth: Any, frames: np.ndarray, forward: torch.Tensor | None = None,
+               backward: torch.Tensor | None = None, K: torch.Tensor | None = None, device: str = "cpu") -> np.ndarray:
+    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` (see :func:`load_depth_estimate`)."""
+    return load_depth_estimate(depth, frames, forward, backward, K, device)[0]
+
+
+def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | None = None,
+                        backward: torch.Tensor | None = None, K: torch.Tensor | None = None, device: str = "cpu"
+                        ) -> tuple[np.ndarray, DepthEstimate]:
+    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` and the estimate it came from.
+
+    ``depth`` is None (the two-view prior), a :class:`~splats.depth_providers.DepthProvider` or its
+    name, a folder, a callable or an array (see the module docstring); providers get the flows and K.
+    """
+    from .depth_providers import DepthProvider, depth_provider
+
     t, h, w = frames.shape[:3]
-    if depth is None:
-        raise InvalidArgumentError("depth is required: pass [T, H, W] maps, a folder of .npy / 16-bit .png "
-                                   "files or a callable frame -> depth")
-    if isinstance(depth, (str, os.PathLike)):
-        files = list_depth_files(depth)
-        if len(files) != t:
-            raise ShapeError(f"depth folder {depth} holds {len(files)} maps but the video has {t} frames")
-        maps = [_resize_map(_read_depth_file(f), h, w, f"depth file {f}") for f in files]
-        data = np.stack(maps)
+    estimate = None
+    if depth is None or isinstance(depth, (str, os.PathLike, DepthProvider)):
+        provider = depth_provider(depth, device=device)
+        estimate = provider.estimate(frames, forward=forward, backward=backward, K=K)
+        data = np.asarray(estimate.depth, np.float32)
+        if data.shape != (t, h, w):
+            raise ShapeError(f"depth provider {provider.name!r} returned shape {list(data.shape)}; expected "
+                             f"{[t, h, w]}")
     elif callable(depth) and not isinstance(depth, (np.ndarray, torch.Tensor)):
         maps = []
         for i in range(t):
@@ -166,6 +188,8 @@ def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
         if data.shape[0] != t:
             raise ShapeError(f"depth holds {data.shape[0]} maps but the video has {t} frames")
         data = np.stack([_resize_map(d.astype(np.float32), h, w, f"depth map {i}") for i, d in enumerate(data)])
+    if estimate is None:
+        estimate = DepthEstimate(data, "array" if not callable(depth) else "callable")
     check_finite(data, "depth")
     if (data < 0).any():
         raise InvalidArgumentError(f"depth holds {int((data < 0).sum())} negative values; expected depth >= 0 "
@@ -173,7 +197,7 @@ def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
     for i in range(t):
         if (data[i] > 0).mean() < 0.05:
             raise InvalidArgumentError(f"depth map {i} has valid (> 0) depth at fewer than 5% of its pixels")
-    return data.astype(np.float32)
+    return data.astype(np.float32), estimate
 
 
 def _flow_array(x: Any, name: str, t: int, h: int, w: int) -> torch.Tensor:
@@ -275,11 +299,13 @@ def load_priors(frames: Any, depth: Any, flow: Any, intrinsics: Any, *, flow_mod
     """Check and load every input of :meth:`splats.gflow.GFlow.fit` -> ``(uint8 frames, Priors)``."""
     frames = load_frames(frames)
     t, h, w = frames.shape[:3]
-    depth_np = load_depth(depth, frames)
-    valid0 = depth_np[0][depth_np[0] > 0]
-    unit = float(np.median(valid0))
     forward, backward = load_flow(flow, frames, model=flow_model, device=device)
     k = load_intrinsics(intrinsics, h, w, default_fov_degrees)
+    depth_device = "cpu" if device in ("auto", "cpu") else device
+    depth_np, estimate = load_depth_estimate(depth, frames, forward, backward, k, device=depth_device)
+    valid0 = depth_np[0][depth_np[0] > 0]
+    unit = float(np.median(valid0))
     images = frames_to_tensor(frames)
-    return frames, Priors(images, torch.from_numpy(depth_np / unit), unit, forward, backward, k)
+    return frames, Priors(images, torch.from_numpy(depth_np / unit), unit, forward, backward, k, estimate.method,
+                          estimate.notice, estimate.info)
 
