@@ -219,7 +219,8 @@ def disparity_to_depth(disparity: np.ndarray, reference: DepthEstimate | None = 
         if inverse is None:
             inverse = normalized[t]
             fits.append("percentiles")
-        floor = max(np.percentile(inverse[inverse > 0], 1) if (inverse > 0).any() else 1e-3, 1e-6)
+        # inverse depths at or near zero (a fit's tail) would mean points at infinity: floor them
+        floor = max(0.1 * np.percentile(inverse[inverse > 0], 1) if (inverse > 0).any() else 1e-3, 1e-6)
         out[t] = 1.0 / np.maximum(inverse, floor)
     return out, fits
 
