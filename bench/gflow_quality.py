@@ -124,9 +124,9 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
 def _depth_rgb(depth: np.ndarray, reference: np.ndarray) -> np.ndarray:
     import cv2
 
-    inverse = (np.median(reference) / np.median(depth)) / np.maximum(depth, 1e-6)  # same scale as the reference
+    inverse = 1.0 / np.maximum(depth * np.median(reference) / np.median(depth), 1e-6)  # the reference's scale
     lo, hi = 1 / np.percentile(reference, 99), 1 / np.percentile(reference, 1)
-    scaled = np.clip((inverse * 1.0 - lo) / (hi - lo), 0, 1)
+    scaled = np.clip((inverse - lo) / (hi - lo), 0, 1)
     return cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
 
 

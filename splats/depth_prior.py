@@ -434,10 +434,15 @@ def two_view_depth(frames: np.ndarray, forward: Any, backward: Any, K: Any,
             den[has] += c[has]
         inverse[frame] = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
         confidence[frame] = den
+    have = [t for t in range(t_count) if (confidence[t] > 0).sum() >= 16]
+    if not have:
+        notice = ("two-view triangulation left no usable depth (the flow's matches disagree with every pair's "
+                  "geometry): using a constant-depth plane; pass depth maps or a depth network (--depth)")
+        return DepthEstimate(np.ones((t_count, h, w), np.float32), "constant", notice,
+                             np.zeros((t_count, h, w), np.float32), info)
     observed = inverse[confidence > 0]
     lo, hi = np.percentile(observed, 1) * 0.5, np.percentile(observed, 99) * 2.0
     dense = np.zeros((t_count, h, w), np.float32)
-    have = [t for t in range(t_count) if (confidence[t] > 0).sum() >= 16]
     for t in have:
         filled = edge_aware_fill(inverse[t], np.minimum(confidence[t], 1.0), frames[t], smoothness=cfg.smoothness,
                                  sigma_color=cfg.sigma_color)

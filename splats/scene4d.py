@@ -214,7 +214,10 @@ class Scene4D:
         """Projection of Gaussians ``ids`` (default all) at frame ``t`` with a depth test.
 
         Returns ``uv [M, 2]``, camera depth ``z [M]`` and ``visible bool [M]``: inside the image, in front
-        of the camera and within ``occlusion_tolerance`` (relative) of the rendered surface depth.
+        of the camera, on a covered pixel and not behind the rendered surface by more than
+        ``occlusion_tolerance`` (relative). The test is one-sided, a z-buffer test: a centre nearer than
+        the rendered (alpha-blended) depth has nothing in front of it, so it is not occluded; a two-sided
+        test would hide the front layer wherever the blend mixes it with a surface behind.
         """
         t = self._check_t(t)
         pos = self.positions(t) if ids is None else self.positions(t)[ids]
@@ -226,7 +229,7 @@ class Scene4D:
         px[:, 1].clamp_(0, self.height - 1)
         surface = depth[px[:, 1], px[:, 0]]
         covered = alpha[px[:, 1], px[:, 0]] > 0.5
-        visible = inside & covered & ((z - surface).abs() <= self.occlusion_tolerance * surface.abs())
+        visible = inside & covered & (z - surface <= self.occlusion_tolerance * surface.abs())
         return uv, z, visible
 
     # ------------------------------------------------------------------ tracks

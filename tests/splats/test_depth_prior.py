@@ -118,6 +118,25 @@ def test_rotating_camera_gives_a_constant_plane_and_a_notice():
     assert np.all(estimate.depth == 1.0)
 
 
+def test_triangulation_that_keeps_nothing_gives_a_constant_plane_and_a_notice(clip, monkeypatch):
+    """Pairs that translate but whose every triangulated pixel is rejected (e.g. flow inconsistent with
+    the pair's geometry) must fall back to the plane with a notice, not fail on an empty percentile."""
+    import splats.depth_prior as depth_prior
+
+    video, forward, backward = clip
+    real = depth_prior.triangulate_pair
+
+    def rejects_everything(*args, **kwargs):
+        tri = real(*args, **kwargs)
+        return {k: np.zeros_like(v) if k.startswith("confidence") else v for k, v in tri.items()}
+
+    monkeypatch.setattr(depth_prior, "triangulate_pair", rejects_everything)
+    estimate = two_view_depth(video.frames, forward, backward, video.K)
+    assert estimate.method == "constant"
+    assert "no usable depth" in estimate.notice
+    assert np.all(estimate.depth == 1.0) and estimate.depth.shape == video.depth.shape
+
+
 def test_interpolated_pose_lies_between_the_two_cameras():
     video = reprojected_video(n_frames=3, long_side=64, seed=0, object_name=None)
     a, b = video.world_to_cam[0], video.world_to_cam[2]

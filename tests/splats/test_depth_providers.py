@@ -125,3 +125,14 @@ def test_depth_anything_errors(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
     with pytest.raises(MissingDependencyError, match="motion4d\\[depth\\]"):
         DepthAnything(tmp_path)
+
+
+def test_depth_prior_api_is_exported_from_splats():
+    import splats
+    from splats import depth_prior, depth_providers
+
+    assert splats.two_view_depth is depth_prior.two_view_depth
+    assert splats.DepthProvider is depth_providers.DepthProvider
+    assert splats.depth_provider is depth_providers.depth_provider
+    for name in ("depth_fill", "posed_video", "reprojected_scene", "video_reconstruction"):
+        assert getattr(splats, name).__name__ == f"splats.{name}"
