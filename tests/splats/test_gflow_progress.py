@@ -36,6 +36,7 @@ def test_progress_moves_every_iteration_and_frames_arrive_as_they_finish(seq, ca
     assert records[11]["psnr"] > records[0]["psnr"]  # the first frame's fit improves
     assert frames == [(0, 1, 1), (1, 2, 2), (2, 3, 3), (3, 4, 4)]
     assert scene.num_frames == 4
+    assert scene.occlusion_tolerance == GFlowConfig().track_occlusion_tolerance == 0.2  # the tracks' depth test
     err = capsys.readouterr().err
     assert f"{total}/{total}" in err and "psnr" in err  # the tqdm bar counts iterations, with PSNR
 
@@ -84,3 +85,22 @@ def test_default_depth_prior_and_the_notice_for_a_turning_camera():
     with pytest.warns(UserWarning, match="does not translate"):
         scene = GFlow(GFlowConfig(**FAST)).fit(turning.frames, intrinsics=turning.K, progress=False)
     assert scene.info["depth_method"] == "constant"
+
+
+def test_ctrl_c_while_a_frame_is_saved_waits_until_its_outputs_are_written(tmp_path):
+    """SIGINT during the checkpoint / on_frame block is held until the block ends: a frame is saved
+    with all its outputs or not at all (an interrupt right after the checkpoint used to leave the
+    frame's PLY, poses and progress unwritten)."""
+    import os
+    import signal
+
+    from splats.gflow import _deferred_interrupt
+
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with _deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("checkpoint")
+            written.append("ply, poses, progress")
+    assert written == ["checkpoint", "ply, poses, progress"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
