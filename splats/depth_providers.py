@@ -38,6 +38,7 @@ import torch
 from motion4d.checks import check_int, check_shape
 from motion4d.errors import InputFileError, InvalidArgumentError, MissingDependencyError, MissingFileError, ShapeError
 
+from .depth_files import list_depth_files, read_depth_file, resize_map
 from .depth_prior import DepthEstimate, TwoViewDepthConfig, two_view_depth
 
 DEFAULT_DEPTH_ANYTHING = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -98,8 +99,6 @@ class FolderDepth:
     name = "folder"
 
     def __init__(self, folder: str | os.PathLike, select: tuple[int, int] | None = None) -> None:
-        from .gflow_inputs import list_depth_files
-
         self.folder = Path(folder)
         self.files = list_depth_files(self.folder)
         self.select = None if select is None else (check_int(select[0], "start", minimum=0),
@@ -107,8 +106,6 @@ class FolderDepth:
 
     def estimate(self, frames: np.ndarray, *, forward: Any = None, backward: Any = None, K: Any = None
                  ) -> DepthEstimate:
-        from .gflow_inputs import _read_depth_file, _resize_map
-
         dims = check_shape(frames, "frames", ("T", "H", "W", 3))
         if self.select is None:
             files = self.files
@@ -121,7 +118,7 @@ class FolderDepth:
             if len(files) != dims["T"]:
                 raise ShapeError(f"depth folder {self.folder} holds {len(self.files)} maps: too few for {dims['T']} "
                                  f"frames from frame {start} with stride {stride}")
-        maps = [_resize_map(_read_depth_file(f), dims["H"], dims["W"], f"depth file {f}") for f in files]
+        maps = [resize_map(read_depth_file(f), dims["H"], dims["W"], f"depth file {f}") for f in files]
         return DepthEstimate(np.stack(maps).astype(np.float32), "folder", info={"folder": str(self.folder)})
 
 

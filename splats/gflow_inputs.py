@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from motion4d.checks import check_finite, check_shape
-from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 from motion4d.imaging import frames_to_tensor
 
+from .depth_files import natural_key, resize_map
 from .depth_prior import DepthEstimate
 
-DEPTH_EXTENSIONS = (".npy", ".png")
 FLOW_EXTENSIONS = (".flo", ".png", ".npz", ".npy", ".pfm", ".flo5")
 
 
@@ -73,10 +71,6 @@ class Priors:
         return int(self.images.shape[-2]), int(self.images.shape[-1])
 
 
-def _natural_key(path: Path) -> list[Any]:
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", path.name)]
-
-
 def load_frames(frames: Any) -> np.ndarray:
     """``uint8 [T, H, W, 3]`` from an array / tensor or a video / image-folder path (T >= 2)."""
     if isinstance(frames, (str, os.PathLike)):
@@ -100,48 +94,6 @@ def load_frames(frames: Any) -> np.ndarray:
     if min(dims["H"], dims["W"]) < 8:
         raise ShapeError(f"frames of {dims['W']}x{dims['H']} are too small (need at least 8x8)")
     return np.ascontiguousarray(frames)
-
-
-def _read_depth_file(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputFileError(f"depth file {path}: not a readable .npy array ({exc})") from exc
-        data = np.squeeze(data)
-    else:
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise InputFileError(f"depth file {path}: OpenCV could not decode it")
-        if data.ndim != 2 or data.dtype != np.uint16:
-            raise InputFileError(f"depth file {path}: expected a single-channel 16-bit PNG, got {data.dtype} "
-                                 f"with shape {list(data.shape)}")
-    if data.ndim != 2:
-        raise InputFileError(f"depth file {path}: expected a [H, W] map, got shape {list(data.shape)}")
-    return data.astype(np.float32)
-
-
-def list_depth_files(folder: str | os.PathLike) -> list[Path]:
-    """Depth maps (``.npy`` / ``.png``) in ``folder``, naturally sorted."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise MissingFileError(f"depth: {folder} does not exist")
-    if not folder.is_dir():
-        raise InputFileError(f"depth: {folder} is not a folder of .npy / 16-bit .png depth maps")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in DEPTH_EXTENSIONS), key=_natural_key)
-    if not files:
-        raise InputFileError(f"depth: {folder} holds no .npy or .png depth maps")
-    return files
-
-
-def _resize_map(data: np.ndarray, height: int, width: int, name: str) -> np.ndarray:
-    h, w = data.shape
-    if (h, w) == (height, width):
-        return data
-    if abs(w / h - width / height) > 0.01 * width / height:
-        raise ShapeError(f"{name} is {w}x{h}, which does not have the aspect ratio of the {width}x{height} frames")
-    # nearest keeps 0 = "no depth" from bleeding into valid pixels
-    return cv2.resize(data, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def load_depth(depth: Any, frames: np.ndarray, forward: torch.Tensor | None = None,
@@ -177,7 +129,7 @@ def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | 
             d = np.squeeze(d)
             if d.ndim != 2:
                 raise ShapeError(f"depth callable returned shape {list(d.shape)} for frame {i}; expected [H, W]")
-            maps.append(_resize_map(d.astype(np.float32), h, w, f"depth of frame {i}"))
+            maps.append(resize_map(d.astype(np.float32), h, w, f"depth of frame {i}"))
         data = np.stack(maps)
     else:
         data = depth.detach().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
@@ -187,7 +139,7 @@ def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | 
             raise ShapeError(f"depth must have shape [T, H, W], got {list(data.shape)}")
         if data.shape[0] != t:
             raise ShapeError(f"depth holds {data.shape[0]} maps but the video has {t} frames")
-        data = np.stack([_resize_map(d.astype(np.float32), h, w, f"depth map {i}") for i, d in enumerate(data)])
+        data = np.stack([resize_map(d.astype(np.float32), h, w, f"depth map {i}") for i, d in enumerate(data)])
     if estimate is None:
         estimate = DepthEstimate(data, "array" if not callable(depth) else "callable")
     check_finite(data, "depth")
@@ -220,7 +172,7 @@ def _flow_array(x: Any, name: str, t: int, h: int, w: int) -> torch.Tensor:
 def _read_flow_folder(folder: Path, t: int) -> torch.Tensor:
     from motion.flow_io import read_flow
 
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FLOW_EXTENSIONS), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FLOW_EXTENSIONS), key=natural_key)
     if len(files) != t - 1:
         raise ShapeError(f"flow folder {folder} holds {len(files)} flow files but a {t}-frame video has {t - 1} pairs")
     flows = []
