@@ -63,6 +63,9 @@ setup(
         "video": ["imageio>=2.30"],
         "3d": ["open3d-cpu>=0.18; platform_machine == 'x86_64'", "open3d>=0.18; platform_machine != 'x86_64'"],
         "splat": ["gsplat>=1.4"],
+        # depth: Depth Anything V2 (or any transformers depth model) as GFlow's depth prior, loaded from
+        # a local folder or the hub on the user's machine; torch itself is installed first, as above
+        "depth": ["transformers>=4.45"],
         "hdf5": ["h5py>=3.8"],
         "parquet": ["pyarrow>=12"],
         # the corpus runner's Ray Data engine (motion4d corpus --engine ray): on the driver and every node
@@ -80,6 +83,7 @@ setup(
             "open3d-cpu>=0.18; platform_machine == 'x86_64'",
             "open3d>=0.18; platform_machine != 'x86_64'",
             "gsplat>=1.4",
+            "transformers>=4.45",
             "h5py>=3.8",
             "pyarrow>=12",
             "matplotlib>=3.7",

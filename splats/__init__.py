@@ -18,8 +18,12 @@ _LAZY = {
     "Scene4D": "splats.gflow",
     "list_gaussian_methods": "splats.methods",
     "gaussian_method": "splats.methods",
+    "DepthProvider": "splats.depth_providers",
+    "depth_provider": "splats.depth_providers",
+    "two_view_depth": "splats.depth_prior",
 }
-_SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic", "methods"}
+_SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic", "methods",
+               "depth_prior", "depth_providers", "depth_fill", "reprojected_scene", "posed_video", "video_reconstruction"}
 
 
 def __getattr__(name: str) -> Any:

@@ -61,7 +61,8 @@ GFLOW_CARD = ModelCard(
     paper_url="https://arxiv.org/abs/2405.18426",
     repository="https://github.com/littlepure2333/GFlow (read @ 83d5587)",
     implementation=("motion4d re-implementation from the paper (per-frame camera then Gaussian stages, epipolar "
-                    "still/moving split, pixel-wise densification); priors from files or motion4d flow models"),
+                    "still/moving split, pixel-wise densification); depth from a training-free two-view prior "
+                    "(default), files or a transformers depth model; flow from motion4d flow models"),
     code_licence=Licence(NONE_STATED, "littlepure2333/GFlow @ 83d5587: no LICENSE file, none in README.md",
                          "an older commit carried the Inria 3DGS licence (research/gaussians.md)"),
     implementation_licence=MOTION4D_LICENCE,
@@ -78,7 +79,8 @@ GFLOW_CARD = ModelCard(
     reported_note=("the paper's numbers use MASt3R depth and UniMatch flow; motion4d takes any depth and flow "
                    "(files, or a motion4d flow model), so scores depend on those priors"),
     settings=(
-        Setting("iterations", "500 on frame 0, then 150 camera + 300 Gaussian per frame (init_iterations=, "
+        Setting("iterations", "500 on frame 0, then 150 camera + 300 Gaussian per frame on CUDA; on a CPU scaled "
+                "to the image size, about 20 CPU-s per frame (schedule='auto'|'paper'|'cpu'; init_iterations=, "
                 "camera_iterations=, gaussian_iterations=)", "500, then 150 + 300",
                 "littlepure2333/GFlow scripts/fit_video.sh @ 83d5587", *_NO_PEER),
         Setting("epipolar threshold", "1.0 px of Sampson distance (epipolar_threshold=; epipolar_normalize=True "

@@ -36,10 +36,14 @@ import io
 import json
 import math
 import os
+import signal
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,10 +56,11 @@ from motion4d.errors import CheckpointError, InvalidArgumentError
 from motion4d.imaging import psnr
 
 from . import epipolar
+from .cards import GFLOW_CARD
 from .gflow_init import density_footprint, edge_probability, masked_probability, pixel_gaussians, sample_pixels
 from .gflow_inputs import Priors, load_priors
 from .gflow_losses import depth_loss, flow_loss, isotropy_loss, photometric_loss
-from .cards import GFLOW_CARD
+from .gflow_schedule import SCHEDULES, iteration_schedule
 from .methods import register_gaussian_method
 from .rendering import rasterize
 from .scene4d import Scene4D, project
@@ -72,7 +77,11 @@ class GFlowConfig:
 
     Attributes:
         n_init: Gaussians drawn for frame 0 (None: half the pixels, at most 50,000 as in the paper).
-        init_iterations, init_densify_at: frame-0 optimisation and its error-densification steps.
+        schedule: iteration budgets left at None come from :func:`splats.gflow_schedule.iteration_schedule`:
+            ``"paper"`` (500 / 150 / 300), ``"cpu"`` (scaled to the image size: a fixed time per frame)
+            or ``"auto"`` (``paper`` on CUDA, ``cpu`` on a CPU).
+        init_iterations, init_densify_at: frame-0 optimisation and its error-densification steps
+            (None: from ``schedule``; densification at 30% and 60% of the iterations, as 150 / 300 of 500).
         camera_iterations, camera_lr: camera-only stage (Adam on quaternion + translation).
         gaussian_iterations, gaussian_lr: Gaussian stage (Adam on every Gaussian parameter).
         densify_fractions: error densification at these fractions of the Gaussian stage.
@@ -92,20 +101,31 @@ class GFlowConfig:
         max_gaussians: cap on the total number of Gaussians.
         pose_init: "previous" (paper) or "constant_velocity" start of each camera stage.
         freeze_colors: colours are optimised on frame 0 only (paper).
-        occlusion_tolerance: relative depth tolerance of the visibility test for tracks.
+        occlusion_tolerance: relative depth tolerance of the visibility test used while fitting (which
+            Gaussians carry the flow loss and are relabelled).
+        track_occlusion_tolerance: relative depth tolerance of the returned scene's depth test (tracks'
+            visibility). Looser than the fit's: a monocular prior's depth is not consistent to a few
+            percent across frames (the two-view prior's AbsRel is ~0.25), so later frames' Gaussians sit
+            some percent in front of a surface's older ones; 0.05 hid half of the visible tracks by frame 7
+            of the tune scene (AJ 0.471 -> 0.520 with 0.2, constant depth unchanged 0.467 -> 0.466).
         default_fov_degrees: horizontal field of view when no intrinsics are given.
         flow_model: ``motion`` flow method used when no flow is given.
         background: colour behind the Gaussians.
         device: "auto" (CUDA with gsplat when available), "cpu", "cuda", ...
+        cpu_threads: torch intra-op threads during a CPU fit (restored afterwards; None: torch's own
+            setting). The rasteriser's many small operations gain little from threads and lose badly
+            when the cores are busy: ``bench/gflow_quality.py --threads`` measured, at 160x68 px with load
+            ~7.5 on 2 cores, 0.12 s per iteration with 1 thread and 0.7-1.5 s with 2.
         seed: random seed of pixel sampling.
     """
 
     n_init: int | None = None
-    init_iterations: int = 500
-    init_densify_at: tuple[int, ...] = (150, 300)
-    camera_iterations: int = 150
+    schedule: str = "auto"
+    init_iterations: int | None = None
+    init_densify_at: tuple[int, ...] | None = None
+    camera_iterations: int | None = None
     camera_lr: float = 1e-3
-    gaussian_iterations: int = 300
+    gaussian_iterations: int | None = None
     gaussian_lr: float = 4e-3
     densify_fractions: tuple[float, ...] = (1 / 3, 2 / 3)
     lr_final_factor: float = 0.1
@@ -129,32 +149,56 @@ class GFlowConfig:
     pose_init: str = "previous"
     freeze_colors: bool = True
     occlusion_tolerance: float = 0.05
+    track_occlusion_tolerance: float = 0.2
     default_fov_degrees: float = 90.0
     flow_model: str = "dis"
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     device: str = "auto"
+    cpu_threads: int | None = 1
     seed: int = 0
 
     def validate(self) -> "GFlowConfig":
         for name in ("init_iterations", "camera_iterations", "gaussian_iterations"):
-            check_positive(int(getattr(self, name)), f"GFlowConfig.{name}", allow_zero=True)
+            if getattr(self, name) is not None:
+                check_positive(int(getattr(self, name)), f"GFlowConfig.{name}", allow_zero=True)
+        check_choice(self.schedule, "GFlowConfig.schedule", SCHEDULES)
         for name in ("camera_lr", "gaussian_lr", "lr_final_factor", "epipolar_threshold", "max_gaussians",
-                     "occlusion_tolerance"):
+                     "occlusion_tolerance", "track_occlusion_tolerance"):
             check_positive(getattr(self, name), f"GFlowConfig.{name}")
         for name in ("lambda_photo", "lambda_ssim", "lambda_depth", "lambda_flow", "lambda_iso",
                      "new_content_fraction", "error_fraction", "error_threshold", "rigid_threshold"):
             check_positive(getattr(self, name), f"GFlowConfig.{name}", allow_zero=True)
         if self.n_init is not None:
             check_positive(int(self.n_init), "GFlowConfig.n_init")
+        if self.cpu_threads is not None:
+            check_positive(int(self.cpu_threads), "GFlowConfig.cpu_threads")
         check_choice(self.depth_loss, "GFlowConfig.depth_loss", ("l1", "relative"))
         check_choice(self.split, "GFlowConfig.split", ("epipolar", "kmeans"))
         check_choice(self.pose_init, "GFlowConfig.pose_init", ("previous", "constant_velocity"))
         if any(not 0 < f < 1 for f in self.densify_fractions):
             raise InvalidArgumentError(f"GFlowConfig.densify_fractions must lie in (0, 1), got {self.densify_fractions}")
-        self.init_densify_at = tuple(int(i) for i in self.init_densify_at)
+        if self.init_densify_at is not None:
+            self.init_densify_at = tuple(int(i) for i in self.init_densify_at)
         self.densify_fractions = tuple(float(f) for f in self.densify_fractions)
         self.background = tuple(float(b) for b in self.background)
         return self
+
+    def resolved(self, height: int, width: int, device_type: str) -> "GFlowConfig":
+        """A copy with every iteration budget set (from ``schedule`` for frames of ``height x width``)."""
+        values = asdict(self)
+        budget = iteration_schedule(height, width, self.schedule, device_type)
+        for key, value in budget.items():
+            if values[key] is None:
+                values[key] = value
+        if values["init_densify_at"] is None:
+            n = values["init_iterations"]
+            values["init_densify_at"] = tuple(sorted({int(round(0.3 * n)), int(round(0.6 * n))} - {0}))
+        return GFlowConfig(**values).validate()
+
+    @property
+    def iterations_per_frame(self) -> int:
+        """Camera + Gaussian iterations of a frame after the first (resolved configurations only)."""
+        return int(self.camera_iterations) + int(self.gaussian_iterations)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GFlowConfig":
@@ -167,6 +211,24 @@ class GFlowConfig:
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
+
+@contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: a frame's checkpoint and its
+    ``on_frame`` outputs (PLY, poses, progress) are written together or not at all. Main thread only
+    (signal handlers cannot be installed elsewhere); elsewhere the block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
 
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Rotation ``[3, 3]`` of a (not necessarily unit) wxyz quaternion ``[4]``."""
@@ -227,26 +289,38 @@ class GFlow:
 
     # ------------------------------------------------------------------ public
     def fit(self, frames: Any, depth: Any = None, flow: Any = None, intrinsics: Any = None, *,
-            checkpoint_dir: str | os.PathLike | None = None, resume: bool = True, progress: bool = True) -> Scene4D:
+            checkpoint_dir: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
+            callback: Callable[[dict[str, Any]], None] | None = None,
+            on_frame: Callable[[int, Scene4D], None] | None = None) -> Scene4D:
         """Reconstruct ``frames`` (``uint8 [T, H, W, 3]`` or a video path; T >= 2).
 
         Args:
-            depth: prior depth — ``[T, H, W]``, a folder of ``.npy`` / 16-bit ``.png`` maps, or a callable
-                ``frame -> [H, W]`` (any scale).
+            depth: prior depth — None (the training-free two-view prior made from the video's own flow,
+                :mod:`splats.depth_prior`), a :class:`splats.depth_providers.DepthProvider` or its name
+                (``"two-view"``, ``"constant"``, ``"depth-anything[:MODEL]"``), ``[T, H, W]`` maps, a folder
+                of ``.npy`` / 16-bit ``.png`` maps, or a callable ``frame -> [H, W]`` (any scale).
             flow: None (estimate with ``config.flow_model``), a ``motion`` model name or FlowModel,
                 ``(forward, backward)`` arrays ``[T-1, 2, H, W]``, a ``FlowResult`` or a flow folder.
             intrinsics: ``K [3, 3]`` / ``(fx, fy, cx, cy)`` or None (``default_fov_degrees``).
             checkpoint_dir: per-frame checkpoints; with ``resume`` a matching run continues from them.
-            progress: tqdm bar over frames.
+            progress: tqdm bar that moves every iteration (frame, stage, loss, PSNR, Gaussians).
+            callback: called after every iteration with ``{"frame", "stage", "iteration", "loss", "psnr"}``.
+            on_frame: called as ``on_frame(t, scene)`` when frame ``t`` is finished (and checkpointed),
+                with the :class:`Scene4D` of frames ``0..t``.
+
+        A ``KeyboardInterrupt`` stops the fit after the frames finished so far, which stay in
+        ``checkpoint_dir``; a new ``fit`` resumes from them.
 
         Raises:
             Motion4DError subclasses for bad inputs (frame / depth / flow count or size mismatch,
             non-finite depth, a video of one frame, unreadable files) and foreign checkpoints.
         """
-        cfg = self.config
-        device = resolve_device(cfg.device, "GFlowConfig.device")
-        frames_u8, priors = load_priors(frames, depth, flow, intrinsics, flow_model=cfg.flow_model,
-                                        default_fov_degrees=cfg.default_fov_degrees, device=str(device))
+        device = resolve_device(self.config.device, "GFlowConfig.device")
+        frames_u8, priors = load_priors(frames, depth, flow, intrinsics, flow_model=self.config.flow_model,
+                                        default_fov_degrees=self.config.default_fov_degrees, device=str(device))
+        if priors.depth_notice:
+            warnings.warn(f"GFlow depth prior: {priors.depth_notice}", stacklevel=2)
+        cfg = self.config.resolved(*priors.size, device.type)
         run = _Run(cfg, priors, device)
         signature = _signature(cfg, priors)
         ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -255,20 +329,39 @@ class GFlow:
             start = run.restore(ckpt, signature)
         from tqdm.auto import tqdm
 
+        per_frame = cfg.iterations_per_frame
+        total = cfg.init_iterations + (priors.num_frames - 1) * per_frame
+        done = 0 if start == 0 else cfg.init_iterations + (start - 1) * per_frame
         started = time.perf_counter()
-        bar = tqdm(total=priors.num_frames, initial=start, desc="gflow", unit="frame", disable=not progress)
+        bar = tqdm(total=total, initial=done, desc="gflow", unit="it", disable=not progress, dynamic_ncols=True)
+
+        def tick(record: dict[str, Any]) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"frame {record['frame'] + 1}/{priors.num_frames} {record['stage']} "
+                                f"loss {record['loss']:.4f} psnr {record['psnr']:.2f} n {record['gaussians']}",
+                                refresh=False)
+            if callback is not None:
+                callback(record)
+
+        run.tick = tick
+        info = {"config": _jsonable(asdict(cfg)), "resumed_from_frame": start, "depth_unit": priors.depth_unit,
+                "depth_method": priors.depth_method, "depth_notice": priors.depth_notice,
+                "depth_info": _jsonable(priors.depth_info), "device": str(device)}
+        threads = torch.get_num_threads()
+        if device.type == "cpu" and cfg.cpu_threads is not None:
+            torch.set_num_threads(int(cfg.cpu_threads))
         try:
             for t in range(start, priors.num_frames):
-                stats = run.fit_frame(t)
-                bar.set_postfix(psnr=f"{stats['psnr']:.2f}", gaussians=stats["gaussians"])
-                bar.update(1)
-                if ckpt is not None:
-                    run.save_frame(ckpt, t, signature)
+                run.fit_frame(t)
+                with _deferred_interrupt():
+                    if ckpt is not None:
+                        run.save_frame(ckpt, t, signature)
+                    if on_frame is not None:
+                        on_frame(t, run.scene(frames_u8[: t + 1], {**info, "frame_stats": run.stats, "partial": True}))
         finally:
+            torch.set_num_threads(threads)
             bar.close()
-        info = {"config": _jsonable(asdict(cfg)), "seconds": time.perf_counter() - started,
-                "resumed_from_frame": start, "frame_stats": run.stats, "depth_unit": priors.depth_unit,
-                "device": str(device)}
+        info.update({"seconds": time.perf_counter() - started, "frame_stats": run.stats})
         return run.scene(frames_u8, info)
 
 
@@ -279,7 +372,7 @@ def _jsonable(x: Any) -> Any:
 def _signature(cfg: GFlowConfig, priors: Priors) -> str:
     """Hash of everything that changes the result (inputs and configuration except device)."""
     h = hashlib.sha1()
-    conf = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    conf = {k: v for k, v in asdict(cfg).items() if k not in ("device", "cpu_threads")}
     h.update(json.dumps(conf, sort_keys=True, default=str).encode())
     for x in (priors.images, priors.depth, priors.forward, priors.backward, priors.K):
         if x is not None:
@@ -313,6 +406,18 @@ class _Run:
         self.stats: list[dict[str, Any]] = []
         self.masks = self._motion_masks()
         self.prev: dict[str, torch.Tensor] | None = None  # projection / visibility at the last frame
+        self.tick: Callable[[dict[str, Any]], None] | None = None  # called after every iteration
+
+    def _report(self, t: int, stage: str, iteration: int, loss: torch.Tensor, rgb: torch.Tensor,
+                mask: torch.Tensor | None = None) -> None:
+        """Per-iteration record for the progress bar (PSNR of the current render over ``mask``)."""
+        if self.tick is None:
+            return
+        with torch.no_grad():
+            err = (rgb.detach().clamp(0, 1) - self.images[t]).pow(2).mean(0)
+            mse = float(err[mask].mean()) if mask is not None and mask.any() else float(err.mean())
+        self.tick({"frame": t, "stage": stage, "iteration": iteration, "loss": float(loss.detach()),
+                   "psnr": 10 * math.log10(1.0 / max(mse, 1e-10)), "gaussians": len(self.moving)})
 
     # ------------------------------------------------------------------ masks
     def _motion_masks(self) -> torch.Tensor:
@@ -452,6 +557,7 @@ class _Run:
                 params["means"].grad[still] = 0
             opt.step()
             loss_value = float(loss.detach())
+            self._report(t, "init" if t == 0 else "gaussians", it, loss, rgb)
             if it + 1 in densify_at and it + 1 < iterations:
                 self.params = {k: v.detach() for k, v in params.items()}
                 added = self._densify_error(t, rgb, w2c)
@@ -500,6 +606,7 @@ class _Run:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            self._report(t, "camera", it, loss, img[..., :3].permute(2, 0, 1), keep)
         with torch.no_grad():
             return pose_matrix(q / q.norm(), tr).detach()
 
@@ -591,7 +698,7 @@ class _Run:
     # ------------------------------------------------------------------ one frame
     def fit_frame(self, t: int) -> dict[str, Any]:
         cfg = self.cfg
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         record: dict[str, Any] = {"frame": t}
         if t == 0:
             w2c = torch.eye(4, device=self.device)
@@ -615,6 +722,7 @@ class _Run:
         record["gaussians"] = len(self.moving)
         record["moving"] = int(self.moving.sum())
         record["seconds"] = time.perf_counter() - t0
+        record["cpu_seconds"] = time.process_time() - cpu0  # all threads: comparable on a busy machine
         self.states.append({k: v.detach().cpu().clone() for k, v in self.params.items()})
         self.stats.append(record)
         return record
@@ -666,8 +774,9 @@ class _Run:
 
     # ------------------------------------------------------------------ result
     def scene(self, frames: np.ndarray, info: dict[str, Any]) -> Scene4D:
-        """The fitted :class:`Scene4D`, converted back to the depth prior's units."""
+        """The :class:`Scene4D` of the frames finished so far (``frames`` holds them), in the depth prior's units."""
         unit = self.priors.depth_unit
+        done = len(self.states)
         states = []
         for s in self.states:
             s = {k: v.cpu() for k, v in s.items()}
@@ -676,5 +785,6 @@ class _Run:
             states.append(s)
         poses = torch.stack([p.cpu() for p in self.poses]).clone()
         poses[:, :3, 3] *= unit
-        return Scene4D(states, poses, self.K.cpu(), self.W, self.H, self.moving.cpu(), self.birth.cpu(), frames,
-                       self.masks.cpu(), info, self.cfg.background, self.cfg.occlusion_tolerance)
+        return Scene4D(states, poses, self.K.cpu(), self.W, self.H, self.moving.cpu(), self.birth.cpu(), frames[:done],
+                       self.masks[:done].cpu(), info, self.cfg.background,
+                       self.cfg.track_occlusion_tolerance)

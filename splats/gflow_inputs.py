@@ -1,8 +1,11 @@
 """Priors for GFlow: frames, depth, optical flow and intrinsics from arrays, files, models or callables.
 
 * frames: ``uint8 [T, H, W, 3]`` (or float in [0, 1]), or anything :func:`motion.read_frames` opens.
-* depth: ``[T, H, W]`` array / tensor; a folder of ``.npy`` (float) or 16-bit ``.png`` files (one per
-  frame, natural order); or a callable ``depth_fn(frame uint8 [H, W, 3]) -> [H, W]``. Any scale: GFlow
+* depth: None (the training-free two-view prior of :mod:`splats.depth_prior`, made from the flow);
+  a :class:`splats.depth_providers.DepthProvider` or its name (``"two-view"``, ``"constant"``,
+  ``"depth-anything[:MODEL]"``); ``[T, H, W]`` array / tensor; a folder of ``.npy`` (float) or 16-bit
+  ``.png`` files (one per frame, natural order); or a callable
+  ``depth_fn(frame uint8 [H, W, 3]) -> [H, W]``. Any scale: GFlow
   learns a scale and shift against its rendered depth. Zeros mark pixels without depth (the usual
   16-bit PNG convention); NaN / inf / negative values are refused. Maps of another size with the same
   aspect ratio are resized to the frames.
@@ -18,20 +21,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from motion4d.checks import check_finite, check_shape
-from motion4d.errors import InputFileError, InvalidArgumentError, MissingFileError, ShapeError
+from motion4d.errors import InputFileError, InvalidArgumentError, ShapeError
 from motion4d.imaging import frames_to_tensor
 
-DEPTH_EXTENSIONS = (".npy", ".png")
+from .depth_files import natural_key, resize_map
+from .depth_prior import DepthEstimate
+
 FLOW_EXTENSIONS = (".flo", ".png", ".npz", ".npy", ".pfm", ".flo5")
 
 
@@ -45,6 +48,7 @@ class Priors:
         depth_unit: the prior's units per scene unit (the median of frame 0's valid depth).
         forward: ``float32 [T-1, 2, H, W]``; backward: the same (anchored at ``t + 1``) or None.
         K: ``float32 [3, 3]``.
+        depth_method, depth_notice, depth_info: where the depth came from (:class:`DepthEstimate`).
     """
 
     images: torch.Tensor
@@ -53,6 +57,9 @@ class Priors:
     forward: torch.Tensor
     backward: torch.Tensor | None
     K: torch.Tensor
+    depth_method: str = "array"
+    depth_notice: str | None = None
+    depth_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -62,10 +69,6 @@ class Priors:
     def size(self) -> tuple[int, int]:
         """``(H, W)``."""
         return int(self.images.shape[-2]), int(self.images.shape[-1])
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", path.name)]
 
 
 def load_frames(frames: Any) -> np.ndarray:
@@ -93,60 +96,31 @@ def load_frames(frames: Any) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _read_depth_file(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputFileError(f"depth file {path}: not a readable .npy array ({exc})") from exc
-        data = np.squeeze(data)
-    else:
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise InputFileError(f"depth file {path}: OpenCV could not decode it")
-        if data.ndim != 2 or data.dtype != np.uint16:
-            raise InputFileError(f"depth file {path}: expected a single-channel 16-bit PNG, got {data.dtype} "
-                                 f"with shape {list(data.shape)}")
-    if data.ndim != 2:
-        raise InputFileError(f"depth file {path}: expected a [H, W] map, got shape {list(data.shape)}")
-    return data.astype(np.float32)
+def load_depth(depth: Any, frames: np.ndarray, forward: torch.Tensor | None = None,
+               backward: torch.Tensor | None = None, K: torch.Tensor | None = None, device: str = "cpu") -> np.ndarray:
+    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` (see :func:`load_depth_estimate`)."""
+    return load_depth_estimate(depth, frames, forward, backward, K, device)[0]
 
 
-def list_depth_files(folder: str | os.PathLike) -> list[Path]:
-    """Depth maps (``.npy`` / ``.png``) in ``folder``, naturally sorted."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise MissingFileError(f"depth: {folder} does not exist")
-    if not folder.is_dir():
-        raise InputFileError(f"depth: {folder} is not a folder of .npy / 16-bit .png depth maps")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in DEPTH_EXTENSIONS), key=_natural_key)
-    if not files:
-        raise InputFileError(f"depth: {folder} holds no .npy or .png depth maps")
-    return files
+def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | None = None,
+                        backward: torch.Tensor | None = None, K: torch.Tensor | None = None, device: str = "cpu"
+                        ) -> tuple[np.ndarray, DepthEstimate]:
+    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` and the estimate it came from.
 
+    ``depth`` is None (the two-view prior), a :class:`~splats.depth_providers.DepthProvider` or its
+    name, a folder, a callable or an array (see the module docstring); providers get the flows and K.
+    """
+    from .depth_providers import DepthProvider, depth_provider
 
-def _resize_map(data: np.ndarray, height: int, width: int, name: str) -> np.ndarray:
-    h, w = data.shape
-    if (h, w) == (height, width):
-        return data
-    if abs(w / h - width / height) > 0.01 * width / height:
-        raise ShapeError(f"{name} is {w}x{h}, which does not have the aspect ratio of the {width}x{height} frames")
-    # nearest keeps 0 = "no depth" from bleeding into valid pixels
-    return cv2.resize(data, (width, height), interpolation=cv2.INTER_NEAREST)
-
-
-def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
-    """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` (see the module docstring)."""
     t, h, w = frames.shape[:3]
-    if depth is None:
-        raise InvalidArgumentError("depth is required: pass [T, H, W] maps, a folder of .npy / 16-bit .png "
-                                   "files or a callable frame -> depth")
-    if isinstance(depth, (str, os.PathLike)):
-        files = list_depth_files(depth)
-        if len(files) != t:
-            raise ShapeError(f"depth folder {depth} holds {len(files)} maps but the video has {t} frames")
-        maps = [_resize_map(_read_depth_file(f), h, w, f"depth file {f}") for f in files]
-        data = np.stack(maps)
+    estimate = None
+    if depth is None or isinstance(depth, (str, os.PathLike, DepthProvider)):
+        provider = depth_provider(depth, device=device)
+        estimate = provider.estimate(frames, forward=forward, backward=backward, K=K)
+        data = np.asarray(estimate.depth, np.float32)
+        if data.shape != (t, h, w):
+            raise ShapeError(f"depth provider {provider.name!r} returned shape {list(data.shape)}; expected "
+                             f"{[t, h, w]}")
     elif callable(depth) and not isinstance(depth, (np.ndarray, torch.Tensor)):
         maps = []
         for i in range(t):
@@ -155,7 +129,7 @@ def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
             d = np.squeeze(d)
             if d.ndim != 2:
                 raise ShapeError(f"depth callable returned shape {list(d.shape)} for frame {i}; expected [H, W]")
-            maps.append(_resize_map(d.astype(np.float32), h, w, f"depth of frame {i}"))
+            maps.append(resize_map(d.astype(np.float32), h, w, f"depth of frame {i}"))
         data = np.stack(maps)
     else:
         data = depth.detach().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
@@ -165,7 +139,9 @@ def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
             raise ShapeError(f"depth must have shape [T, H, W], got {list(data.shape)}")
         if data.shape[0] != t:
             raise ShapeError(f"depth holds {data.shape[0]} maps but the video has {t} frames")
-        data = np.stack([_resize_map(d.astype(np.float32), h, w, f"depth map {i}") for i, d in enumerate(data)])
+        data = np.stack([resize_map(d.astype(np.float32), h, w, f"depth map {i}") for i, d in enumerate(data)])
+    if estimate is None:
+        estimate = DepthEstimate(data, "array" if not callable(depth) else "callable")
     check_finite(data, "depth")
     if (data < 0).any():
         raise InvalidArgumentError(f"depth holds {int((data < 0).sum())} negative values; expected depth >= 0 "
@@ -173,7 +149,7 @@ def load_depth(depth: Any, frames: np.ndarray) -> np.ndarray:
     for i in range(t):
         if (data[i] > 0).mean() < 0.05:
             raise InvalidArgumentError(f"depth map {i} has valid (> 0) depth at fewer than 5% of its pixels")
-    return data.astype(np.float32)
+    return data.astype(np.float32), estimate
 
 
 def _flow_array(x: Any, name: str, t: int, h: int, w: int) -> torch.Tensor:
@@ -196,7 +172,7 @@ def _flow_array(x: Any, name: str, t: int, h: int, w: int) -> torch.Tensor:
 def _read_flow_folder(folder: Path, t: int) -> torch.Tensor:
     from motion.flow_io import read_flow
 
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FLOW_EXTENSIONS), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FLOW_EXTENSIONS), key=natural_key)
     if len(files) != t - 1:
         raise ShapeError(f"flow folder {folder} holds {len(files)} flow files but a {t}-frame video has {t - 1} pairs")
     flows = []
@@ -275,11 +251,13 @@ def load_priors(frames: Any, depth: Any, flow: Any, intrinsics: Any, *, flow_mod
     """Check and load every input of :meth:`splats.gflow.GFlow.fit` -> ``(uint8 frames, Priors)``."""
     frames = load_frames(frames)
     t, h, w = frames.shape[:3]
-    depth_np = load_depth(depth, frames)
-    valid0 = depth_np[0][depth_np[0] > 0]
-    unit = float(np.median(valid0))
     forward, backward = load_flow(flow, frames, model=flow_model, device=device)
     k = load_intrinsics(intrinsics, h, w, default_fov_degrees)
+    depth_device = "cpu" if device in ("auto", "cpu") else device
+    depth_np, estimate = load_depth_estimate(depth, frames, forward, backward, k, device=depth_device)
+    valid0 = depth_np[0][depth_np[0] > 0]
+    unit = float(np.median(valid0))
     images = frames_to_tensor(frames)
-    return frames, Priors(images, torch.from_numpy(depth_np / unit), unit, forward, backward, k)
+    return frames, Priors(images, torch.from_numpy(depth_np / unit), unit, forward, backward, k, estimate.method,
+                          estimate.notice, estimate.info)
 

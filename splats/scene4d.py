@@ -214,7 +214,10 @@ class Scene4D:
         """Projection of Gaussians ``ids`` (default all) at frame ``t`` with a depth test.
 
         Returns ``uv [M, 2]``, camera depth ``z [M]`` and ``visible bool [M]``: inside the image, in front
-        of the camera and within ``occlusion_tolerance`` (relative) of the rendered surface depth.
+        of the camera, on a covered pixel and not behind the rendered surface by more than
+        ``occlusion_tolerance`` (relative). The test is one-sided, a z-buffer test: a centre nearer than
+        the rendered (alpha-blended) depth has nothing in front of it, so it is not occluded; a two-sided
+        test would hide the front layer wherever the blend mixes it with a surface behind.
         """
         t = self._check_t(t)
         pos = self.positions(t) if ids is None else self.positions(t)[ids]
@@ -226,7 +229,7 @@ class Scene4D:
         px[:, 1].clamp_(0, self.height - 1)
         surface = depth[px[:, 1], px[:, 0]]
         covered = alpha[px[:, 1], px[:, 0]] > 0.5
-        visible = inside & covered & ((z - surface).abs() <= self.occlusion_tolerance * surface.abs())
+        visible = inside & covered & (z - surface <= self.occlusion_tolerance * surface.abs())
         return uv, z, visible
 
     # ------------------------------------------------------------------ tracks
@@ -322,7 +325,6 @@ class Scene4D:
         ``renders/00000.png``, ``render.mp4`` (input | render | mask), ``scene.json`` (manifest).
         """
         from motion.image_io import write_image
-        from motion.tracking import grid_queries
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -333,10 +335,14 @@ class Scene4D:
         self.write_tum(out / "poses_tum.txt")
         self.write_colmap(out / "colmap")
         if query is None:
-            query = grid_queries(self.height, self.width, grid, frame=0)
+            query = self._grid(grid)
         tracks = self.tracks(query)
         for ext in ("csv", "npz", "pkl", "json"):
             tracks.save(out / f"tracks.{ext}")
+        if self.frames is not None:
+            from motion.visualize import save_png
+
+            save_png(out / "overview.png", self.overview())
         self.tracks_3d(query).save(out / "tracks_3d.npz")
         panels = []
         for t in range(self.num_frames):
@@ -360,6 +366,47 @@ class Scene4D:
         }
         atomic_write_text(out / "scene.json", json.dumps(manifest, indent=1, default=str))
         return out
+
+    def _grid(self, spacing: int) -> np.ndarray:
+        """Frame-0 queries at the centres of ``spacing``-pixel cells that lie inside the image."""
+        from motion.tracking import grid_queries
+
+        query = grid_queries(self.height, self.width, spacing, frame=0)
+        inside = (query[:, 1] <= self.width - 1) & (query[:, 2] <= self.height - 1)
+        return query[inside]
+
+    def overview(self, tracks: Any = None, columns: int = 4, scale: int = 2) -> np.ndarray:
+        """A picture of the result: for ``columns`` frames spread over the video, the input with the
+        moving mask tinted red and the tracks (dots, trails of the previous frames) above the render.
+
+        Args:
+            tracks: :class:`motion.tracks.Tracks` to draw (default: a 12-pixel grid from frame 0).
+            scale: integer upscaling of the panels (small CPU-sized frames are hard to read).
+        Returns:
+            ``uint8 [H', W', 3]``.
+        """
+        import cv2
+
+        from motion.visualize import overlay_tracks, side_by_side
+
+        if self.frames is None:
+            raise InvalidArgumentError("overview needs the input frames (Scene4D built without frames)")
+        if tracks is None:
+            tracks = self.tracks(self._grid(12))
+        shown = sorted(set(np.linspace(0, self.num_frames - 1, min(columns, self.num_frames)).round().astype(int)))
+        size = (self.width * scale, self.height * scale)
+        xy = tracks.xy * scale + (scale - 1) / 2  # pixel centres of the upscaled panels
+        tops, bottoms, labels = [], [], []
+        for t in shown:
+            image = cv2.resize(self.frames[t], size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+            mask = cv2.resize(self.moving_mask(t).numpy().astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+            image[mask] = 0.45 * image[mask] + 0.55 * np.array([255.0, 40.0, 40.0])
+            tops.append(overlay_tracks(image.astype(np.uint8), xy, tracks.visible, trail=len(shown) * 4, radius=2, t=t))
+            render = (self.render(t).numpy() * 255 + 0.5).astype(np.uint8)
+            bottoms.append(cv2.resize(render, size, interpolation=cv2.INTER_LINEAR))
+            labels.append(f"t={t} mask+tracks")
+        labels += [f"t={t} render" for t in shown]
+        return side_by_side(tops + bottoms, labels, columns=len(shown))
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ import re
 import shlex
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,14 +130,24 @@ def test_every_command_line_parses() -> None:
         parser.parse_args(words[2:])  # argparse exits (fails the test) on an unknown flag
 
 
-@pytest.mark.parametrize("command", [c for c in command_lines() if " clip.mp4 " in c or " t0.ply " in c])
+def _local_command(command: str) -> Any:
+    """Reconstructions take CPU minutes even shortened: they run in the slow suite, in README order
+    (gaussian-flow reads the poses of the GFlow run before it)."""
+    return pytest.param(command, marks=pytest.mark.slow) if " reconstruct " in command else command
+
+
+@pytest.mark.parametrize("command", [_local_command(c) for c in command_lines() if " clip.mp4 " in c or " t0.ply " in c])
 def test_command_lines_on_the_local_files_run(command: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from motion4d.cli import main
 
     monkeypatch.chdir(workdir)
     words = shlex.split(command)[1:]
-    if "--depth" in words:  # reconstruct with a depth folder: covered by the GFlow tests
-        pytest.skip("needs a depth folder")
+    if "--depth" in words:  # a depth network or a depth folder: covered by the GFlow tests
+        pytest.skip("needs a depth model or folder")
     if words[0] == "sceneflow":
         words += ["--option", "max_iterations=20"] if "nsfp" in words else []
+    if words[0] == "reconstruct":  # the README's commands on 3 frames, with short budgets
+        words += ["--max-frames", "3"] + (["--iterations", "30"] if "gaussian-flow" in words else
+                                          ["--config", '{"init_iterations": 40, "camera_iterations": 10, '
+                                           '"gaussian_iterations": 15}'])
     assert main([*words, "--no-progress"]) == 0, command

@@ -2,8 +2,9 @@
 
 Example::
 
-    motion4d flow clip.mp4 --backward --out runs/clip/flow
-    motion4d reconstruct --method gflow clip.mp4 --depth runs/clip/depth --flow runs/clip/flow --out runs/clip
+    motion4d reconstruct --method gflow clip.mp4 --out runs/clip                 # depth from the video itself
+    motion4d reconstruct --method gflow clip.mp4 --depth runs/clip/depth --out runs/clip_d
+    motion4d reconstruct --method gflow clip.mp4 --depth depth-anything:/models/da-v2-small --out runs/clip_da
 """
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from motion4d.errors import InvalidArgumentError
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--depth", default=None, help="folder of per-frame depth maps (.npy or 16-bit .png), any scale")
+    group.add_argument("--depth", default=None,
+                       help="depth prior: two-view (default: made from the video's own flow, no download), constant, "
+                            "depth-anything[:MODEL] (pip install 'motion4d[depth]'; MODEL a local folder or hub id), "
+                            "or a folder of per-frame maps (.npy / 16-bit .png, any scale, one per video frame)")
     group.add_argument("--flow", default=None,
                        help="flow folder (forward/ and backward/) or a motion flow model name (default: dis)")
     group.add_argument("--intrinsics", default=None,
-                       help="fx,fy,cx,cy in pixels (pixel centres at integers); default: --fov")
+                       help="fx,fy,cx,cy in pixels of the resized frames (pixel centres at integers); default: --fov")
     group.add_argument("--fov", type=float, default=None, help="horizontal field of view without intrinsics (deg)")
-    group.add_argument("--camera-iterations", type=int, default=None, help="camera-stage steps per frame")
+    group.add_argument("--camera-iterations", type=int, default=None,
+                       help="camera-stage steps per frame (default: scaled to the image size on a CPU, 150 on CUDA)")
     group.add_argument("--n-init", type=int, default=None, help="Gaussians drawn for the first frame")
     group.add_argument("--motion-split", default=None, choices=("epipolar", "kmeans"),
                        help="still/moving split: epipolar (AAAI, default) or kmeans (arXiv v1)")
-    group.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
     group.add_argument("--track-grid", type=int, default=8, help="spacing (px) of the exported frame-0 track grid")
 
 
@@ -43,14 +47,13 @@ def parse_intrinsics(text: str | None) -> list[float] | None:
 
 
 def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    from motion4d.cli.reconstruct import frame_selection
     from splats.video_reconstruction import reconstruct_video
 
-    if getattr(args, "depth", None) is None:
-        raise InvalidArgumentError("--method gflow needs --depth DEPTH_DIR (per-frame depth maps)")
     return reconstruct_video(
         args.data, out_dir, depth=args.depth, flow=args.flow, intrinsics=parse_intrinsics(args.intrinsics),
         config=parse_json_object(args.config, "--config"), iterations=args.iterations,
         camera_iterations=args.camera_iterations, n_init=args.n_init, motion_split=args.motion_split, fov=args.fov,
-        max_frames=args.max_frames, track_grid=args.track_grid, seed=args.seed, device=args.device,
-        resume=not args.no_resume, progress=not args.no_progress, videos=not args.no_video,
+        track_grid=args.track_grid, seed=args.seed, device=args.device, resume=not args.no_resume,
+        progress=not args.no_progress, videos=not args.no_video, **frame_selection(args),
     )

@@ -40,7 +40,7 @@ def test_every_subcommand_takes_no_progress_and_quiet(command, capsys):
 
 @pytest.mark.parametrize(("command", "metavars"), [
     ("flow", ["VIDEO"]), ("encode", ["VIDEO"]), ("track", ["VIDEO"]),
-    ("sceneflow", ["[SOURCE_CLOUD]", "[TARGET_CLOUD]"]), ("reconstruct", ["DNERF_DIR|VIDEO"]),
+    ("sceneflow", ["[SOURCE_CLOUD]", "[TARGET_CLOUD]"]), ("reconstruct", ["VIDEO|DNERF_DIR"]),
     ("corpus", ["CORPUS_DIR|LIST_FILE"]),
 ])
 def test_positionals_say_what_they_take(command, metavars, capsys):

@@ -288,3 +288,29 @@ def test_scene_save_load_export(tmp_path):
         Scene4D.load(tmp_path / "bad.pt")
     with pytest.raises(InvalidArgumentError):
         scene.render(5)
+
+
+def test_visibility_is_a_one_sided_depth_test():
+    """A half-transparent Gaussian in front of an opaque plane: the rendered (blended) depth lies
+    between the layers. The front centre has nothing in front of it, so it is visible; the plane's
+    centre right behind it is occluded; the plane's centres elsewhere are visible. (A two-sided test
+    hid the front layer, which cost GFlow's tracks their occlusion accuracy.)"""
+    ys, xs = torch.meshgrid(torch.linspace(-1.2, 1.2, 25), torch.linspace(-1.6, 1.6, 33), indexing="ij")
+    plane = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.full((xs.numel(),), 2.0)], -1)
+    means = torch.cat([plane, torch.tensor([[0.0, 0.0, 0.5]])])  # camera depths 3 and 1.5
+    n = len(means)
+    g = Gaussians.from_points(means, torch.full((n, 3), 0.5), scale=0.06, opacity=0.95)
+    state = g.tensors()
+    state["logit_opacities"][-1] = float(torch.logit(torch.tensor(0.5)))
+    pose = look_at(torch.tensor([0.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 2.0]))[None]
+    scene = Scene4D([state], pose, K, W, H, torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.long))
+    _, z, visible = scene.visibility(0)
+    uv, _ = scene.cameras(0).project(means[-1:])
+    x, y = uv[0, 0].round().long().tolist()
+    surface, _ = scene._surface(0)
+    assert 1.5 * 1.1 < surface[y, x] < 3.0 / 1.1  # the blend: more than the tolerance from both layers
+    behind = int(torch.nonzero((plane[:, :2].abs() < 1e-3).all(1)).squeeze())
+    elsewhere = torch.nonzero((plane[:, :2].abs() >= 0.6).any(1) & (plane[:, :2].abs() <= 1.0).all(1)).squeeze(1)
+    assert visible[-1]
+    assert not visible[behind]
+    assert visible[elsewhere].all()
