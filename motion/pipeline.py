@@ -147,7 +147,10 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int = 1
 
     At most ``workers + depth`` items are in flight (taken from ``items`` but not yet yielded).
     ``workers=1`` calls ``function`` in the consuming thread. The first exception (in input order)
-    is raised here; the items in flight after it are cancelled or awaited, never yielded.
+    is raised here; the items in flight after it are cancelled or awaited, never yielded. An error
+    of ``items`` itself (e.g. a damaged video found by the decoder) comes after every item taken
+    before it: those are all computed and yielded first, so what a run delivers before such an
+    error does not depend on timing.
     """
     check_int(workers, "workers", minimum=1)
     check_int(depth, "depth", minimum=0)
@@ -159,14 +162,24 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int = 1
         return
     pending: deque[Future] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"motion4d-{name}")
+    source_error: BaseException | None = None
     try:
         with closing_iterator(iterator):
-            for item in iterator:
+            while True:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - comes after the items in flight, in input order
+                    source_error = exc
+                    break
                 pending.append(pool.submit(function, item))
                 while len(pending) >= workers + depth or (pending and pending[0].done()):
                     yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+        if source_error is not None:
+            raise source_error
     finally:
         for future in pending:
             future.cancel()

@@ -122,6 +122,27 @@ def test_ordered_map_raises_the_first_error_in_input_order():
     assert got == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_ordered_map_delivers_every_item_taken_before_a_source_error(workers):
+    """A source that fails (a decoder hitting a damaged frame) ends the stream after all the items it
+    gave, whatever the timing: the work in flight is finished and yielded, then the error raised."""
+
+    def damaged_video():
+        yield from range(6)
+        raise OSError("truncated after frame 5")
+
+    def slow_square(k):
+        time.sleep(0.01 * (k % 3))
+        return k * k
+
+    for _ in range(3):
+        got = []
+        with pytest.raises(OSError, match="truncated"):
+            for value in ordered_map(slow_square, damaged_video(), workers=workers, depth=2):
+                got.append(value)
+        assert got == [k * k for k in range(6)]
+
+
 def test_background_writer_runs_in_order_and_reports_errors():
     done = []
     with BackgroundWriter(depth=2) as writer:
