@@ -13,7 +13,8 @@ comes from the data:
   mean the same thing in a room and on a street. No axis is special (the inputs are only centred).
 * **Rigid start** (``rigid_init``). Three ICP passes with correspondence radii ``max(30 s, 2 % of
   the extent)`` (ego motions of metres), ``10 s`` and ``3 s``: with open3d, point-to-plane on at
-  most ``ICP_POINTS`` source points, kept only when it beats "no motion" by a margin; without
+  most ``ICP_POINTS`` source points, kept only when it beats "no motion" by a margin (residuals capped at
+  a few noise sigmas, :func:`robust_cap`); without
   open3d, point-to-point :func:`~pointclouds.methods.baselines.icp_flow` on every point, without
   that comparison (results differ between the two installs; the benchmark figures use open3d). The field is the residual on top of that motion, its last layer zero-initialised, so the
   fit starts at the rigid flow.
@@ -61,7 +62,11 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
     planes let lidar rings and camera grids slide along the ground instead of locking the two sweeps'
     sampling patterns together (a point-to-point ICP, or a score that counts close points, prefers no
     motion there). open3d's ICP when installed, point-to-point
-    :func:`~pointclouds.methods.baselines.icp_flow` otherwise."""
+    :func:`~pointclouds.methods.baselines.icp_flow` otherwise.
+
+    With open3d, the point-to-plane and point-to-point results and "no motion" are scored by their mean
+    point-to-plane residual capped at :func:`robust_cap` (a few noise sigmas of the best fit), and "no
+    motion" is kept unless a motion scores ``IDENTITY_MARGIN`` lower."""
     from pointclouds.neighbors import _open3d_available
 
     extent = float(torch.linalg.vector_norm(src.max(0).values - src.min(0).values))
@@ -93,9 +98,9 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
             T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator,
                                      reg.ICPConvergenceCriteria(1e-6, 1e-6, 25)).transformation
         candidates.append(np.array(T))
-    # score: robust mean point-to-plane distance (capped at 3 s); a count of close points would favour
-    # "no motion" for lidar rings, whose pattern repeats in both sweeps, a point-to-plane distance
-    # does not (only the ground, not the walls and objects, lets the rings slide)
+    # score: robust mean point-to-plane distance; a count of close points would favour "no motion" for lidar
+    # rings, whose pattern repeats in both sweeps, a point-to-plane distance does not (only the ground, not
+    # the walls and objects, lets the rings slide)
     from scipy.spatial import cKDTree
 
     tgt_np = np.asarray(clouds[1].points)
@@ -103,21 +108,38 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
     tree = cKDTree(tgt_np)
     src_np = np.asarray(clouds[0].points)
 
-    def score(T: np.ndarray) -> float:
+    def residuals(T: np.ndarray) -> np.ndarray:
         moved = src_np @ T[:3, :3].T + T[:3, 3]
         _, j = tree.query(moved, k=1, workers=-1)
-        d = np.abs(np.einsum("ij,ij->i", moved - tgt_np[j], normals[j]))
-        return float(np.minimum(d, radii[-1]).mean())
+        return np.abs(np.einsum("ij,ij->i", moved - tgt_np[j], normals[j]))
 
-    scores = [score(T) for T in candidates]
+    residual = [residuals(T) for T in candidates]
+    cap = robust_cap(residual, spacing)
+    scores = [float(np.minimum(d, cap).mean()) for d in residual]
     best = int(np.argmin(scores))
     if scores[0] <= (1.0 + IDENTITY_MARGIN) * scores[best]:  # no motion unless a motion fits clearly better
         best = 0
     return torch.from_numpy(candidates[best]).to(src.device)
 
 
+def robust_cap(residuals: list[np.ndarray], spacing: float) -> float:
+    """Cap (m) of the rigid candidates' point-to-plane residuals: ``CAP_SIGMAS`` robust standard deviations
+    (1.4826 x the median residual) of the best-fitting candidate, at least half a point spacing.
+
+    A point counts as fitted only at the noise level of the points that fit. A fixed cap of a few point
+    spacings (the old 3 s) let a motion that spreads the static background over the noise band but puts
+    moving cars on their targets beat "no motion": a camera standing in a street, cars driving along
+    it, whose walls and ground do not pin a slide along the street (worse where the target's crop
+    removes the cross-street structure that does). Half a spacing keeps noise-free samples (median ~0)
+    from making every candidate tie."""
+    scale = 1.4826 * min(float(np.median(d)) for d in residuals)
+    return max(CAP_SIGMAS * scale, 0.5 * spacing)
+
+
 ICP_POINTS = 3000
 """Source points (a random subset) that the rigid start registers."""
+CAP_SIGMAS = 4.0
+"""Residual cap of the rigid candidates' score, in robust standard deviations (:func:`robust_cap`)."""
 IDENTITY_MARGIN = 0.05
 """The rigid start keeps "no motion" unless an ICP result's score is this much (relative) lower: near-ties
 come from ICP sliding along planes (a street seen by a camera standing still), not from motion."""
@@ -308,4 +330,4 @@ def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torc
     return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
 
 
-__all__ = ["fit_fast", "point_spacing", "rigid_start", "choose_rigid", "normals"]
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "robust_cap", "choose_rigid", "normals"]
