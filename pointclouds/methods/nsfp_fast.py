@@ -18,6 +18,9 @@ comes from the data:
   open3d, point-to-point :func:`~pointclouds.methods.baselines.icp_flow` on every point, without
   that comparison (results differ between the two installs; the benchmark figures use open3d). The field is the residual on top of that motion, its last layer zero-initialised, so the
   fit starts at the rigid flow.
+* **Movers' starts** (``mover_icp``, open3d only). Where the dominant rigid motion leaves clusters of
+  points off the target's surfaces, each cluster gets its own ICP (:func:`mover_starts`) and the
+  field fits the residual on top of that piecewise-rigid start.
 * **Exact nearest neighbours, no grid.** The target's KD-tree is built once; a step queries it for
   its points (a mini-batch: microseconds). The target-to-source term (each target point pulls its
   nearest warped source point) rebuilds the warped source's tree every ``reverse_refresh``
@@ -122,6 +125,64 @@ def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.T
     return torch.from_numpy(candidates[best]).to(src.device)
 
 
+def mover_starts(src: torch.Tensor, tgt: torch.Tensor, T: torch.Tensor, spacing: float,
+                 min_points: int = 30) -> tuple[torch.Tensor, int]:
+    """``float64 [N, 4, 4]`` per-point rigid transforms and the number of clusters that moved on their own.
+
+    ``T`` (the scene's dominant motion, ``[4, 4]``) everywhere, except on the clusters (DBSCAN, ``3 s``
+    apart, at least ``min_points``) of the points that ``T`` leaves off the target's surfaces
+    (point-to-plane residual above :func:`robust_cap`): each gets its own point-to-point ICP from ``T``
+    (radii ``30 s``, ``10 s``, ``3 s``, like the rigid start: a car moves metres), kept where it puts at
+    least ``MOVER_FIT`` of the cluster on the surfaces. Chamfer fitting of a field cannot bring a car that
+    moved several point spacings along its own sides onto its target (the nearest target points are the
+    ground and the car's own, unmoved-looking sides); a rigid fit of the car can. Needs open3d."""
+    import open3d as o3d
+    from scipy.spatial import cKDTree
+
+    reg = o3d.pipelines.registration
+    source = src.detach().cpu().double().numpy()
+    target = tgt.detach().cpu().double().numpy()
+    Tn = T.detach().cpu().double().numpy()
+    out = np.repeat(Tn[None], len(source), 0)
+    cloud_t = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(target))
+    cloud_t.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
+    tgt_normals = np.asarray(cloud_t.normals)
+    tree = cKDTree(target)
+
+    def residual(points: np.ndarray, M: np.ndarray) -> np.ndarray:
+        moved = points @ M[:3, :3].T + M[:3, 3]
+        _, j = tree.query(moved, k=1, workers=-1)
+        return np.abs(np.einsum("ij,ij->i", moved - target[j], tgt_normals[j]))
+
+    r = residual(source, Tn)
+    cap = robust_cap([r], spacing)
+    off = np.flatnonzero(r > cap)
+    if len(off) < min_points:
+        return torch.from_numpy(out), 0
+    cloud_off = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(source[off]))
+    labels = np.asarray(cloud_off.cluster_dbscan(eps=3 * spacing, min_points=4))
+    moved = 0
+    for label in range(labels.max() + 1 if len(labels) else 0):
+        members = off[labels == label]
+        if len(members) < min_points:
+            continue
+        part = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(source[members]))
+        M = Tn
+        for radius in (30 * spacing, 10 * spacing, 3 * spacing):
+            M = reg.registration_icp(part, cloud_t, radius, M, reg.TransformationEstimationPointToPoint(),
+                                     reg.ICPConvergenceCriteria(1e-6, 1e-6, 30)).transformation
+        fitted = np.mean(residual(source[members], np.asarray(M)) <= cap)
+        if fitted >= MOVER_FIT:
+            out[members] = np.asarray(M)
+            moved += 1
+    return torch.from_numpy(out), moved
+
+
+MOVER_FIT = 0.8
+"""A cluster's own ICP is kept when it puts at least this share of the cluster on the target's surfaces."""
+"""A cluster's own ICP is kept when it puts at least this share of the cluster on the target's surfaces."""
+
+
 def robust_cap(residuals: list[np.ndarray], spacing: float) -> float:
     """Cap (m) of the rigid candidates' point-to-plane residuals: ``CAP_SIGMAS`` robust standard deviations
     (1.4826 x the median residual) of the best-fitting candidate, at least half a point spacing.
@@ -169,7 +230,10 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
         centre = src.mean(0)
         x, y = (src - centre) / unit, (tgt - centre) / unit
         T, rigid, fitness = torch.eye(4, dtype=torch.float64, device=dev), torch.zeros_like(src), 0.0
+        movers = 0
         if cfg.rigid_init:
+            from pointclouds.neighbors import _open3d_available
+
             T = rigid_start(src, tgt, spacing)
             moved = (src.double() @ T[:3, :3].T + T[:3, 3]).float()
             nearest = tgt[NearestIndex(tgt, cfg.backend).query(moved)]
@@ -178,6 +242,11 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
                 rigid = (moved - src) / unit
             else:  # mostly movers: no dominant motion to start from
                 T = torch.eye(4, dtype=torch.float64, device=dev)
+            if cfg.mover_icp and fitness >= cfg.rigid_min_fitness and _open3d_available():
+                Ts, movers = mover_starts(src, tgt, T, spacing)
+                Ts = Ts.to(dev)
+                moved_each = torch.einsum("nij,nj->ni", Ts[:, :3, :3], src.double()) + Ts[:, :3, 3]
+                rigid = (moved_each.float() - src) / unit
         use_rigid = cfg.rigid_init and fitness >= cfg.rigid_min_fitness
         if start_rigid and use_rigid:
             with torch.no_grad():  # start exactly at the rigid flow
@@ -287,7 +356,7 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
     return {"flow": flow, "best_loss": best_loss * unit, "best_iteration": best_iteration, "iterations": iteration,
             "seconds": timer.seconds, "losses": [h * unit for h in history], "point_steps": point_steps,
             "extras": {"spacing": spacing, "unit": unit, "rigid_transform": T.cpu(), "rigid_share": kept_rigid,
-                       "rigid_fitness": fitness,
+                       "rigid_fitness": fitness, "mover_clusters": movers,
                        "batch_points": batch}}
 
 
@@ -330,4 +399,4 @@ def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torc
     return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
 
 
-__all__ = ["fit_fast", "point_spacing", "rigid_start", "robust_cap", "choose_rigid", "normals"]
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "robust_cap", "mover_starts", "choose_rigid", "normals"]

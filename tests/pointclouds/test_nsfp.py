@@ -391,3 +391,24 @@ def test_robust_cap_follows_the_best_candidates_noise() -> None:
     fitted, spread = np.abs(rng.normal(0, 0.02, 10000)), np.abs(rng.normal(0, 0.3, 10000))
     assert robust_cap([spread, fitted], spacing=0.01) == pytest.approx(CAP_SIGMAS * 0.02, rel=0.05)
     assert robust_cap([np.zeros(100), spread], spacing=0.1) == 0.05  # noise-free fit: half a spacing
+
+
+
+def test_fast_mode_fits_driving_cars_with_their_own_icp() -> None:
+    """Cars driving along a street seen by a standing camera (tuning seed 30): a chamfer-fitted field leaves
+    a car that moved metres along its own sides nearly where it was (EPE3D 0.139 against NN's 0.146 without
+    the movers' ICP); each off-surface cluster's own ICP brings it onto its target."""
+    pytest.importorskip("open3d")
+    from pointclouds.benchmark.scenes import SceneSpec, make_benchmark_scene
+
+    sample = make_benchmark_scene(SceneSpec("street", "movers", "camera", "camera_y_up", 4096, 30, extent=40.0,
+                                            noise=0.02, overlap=0.8))
+    out = estimate_scene_flow(sample.source, sample.target, method="nsfp-fast", device="cpu")
+    nn_flow = estimate_scene_flow(sample.source, sample.target, method="nn").flow
+    assert out.extras["mover_clusters"] >= 1
+    assert scene_flow_metrics(out.flow, sample.flow, sample.mask)["epe3d"] < 0.5 * scene_flow_metrics(
+        nn_flow, sample.flow, sample.mask)["epe3d"]
+    cars = sample.mask & sample.point_data["dynamic"]
+    error = {name: np.linalg.norm(np.asarray(f)[cars] - sample.flow[cars], axis=1).mean()
+             for name, f in (("fast", out.flow), ("nn", nn_flow))}
+    assert error["fast"] < 0.6 * error["nn"], error
