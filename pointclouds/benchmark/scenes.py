@@ -342,6 +342,10 @@ TUNING_SET: tuple[SceneSpec, ...] = (
     _spec("street", "static", "uniform", "rotated", 4096, 17, extent=40.0, noise=0.01),
     _spec("street", "ego+movers", "lidar", "rotated", 32768, 18, extent=100.0, noise=0.02, overlap=0.9),
     _spec("street", "movers", "camera", "camera_y_up", 8192, 20, extent=40.0, noise=0.02, overlap=0.85),
+    # a camera standing in a street, cars driving along it, a cropped target (issue #21's rigid-start failure)
+    _spec("street", "movers", "camera", "camera_y_up", 8192, 34, extent=40.0, noise=0.02, overlap=0.85),
+    _spec("street", "movers", "camera", "camera_y_down", 8192, 39, extent=30.0, noise=0.02, overlap=0.8),
+    _spec("street", "movers", "camera", "camera_y_up", 8192, 62, extent=40.0, noise=0.02, overlap=0.85),
 )
 
 #: scenes the benchmark reports (other seeds and combinations than :data:`TUNING_SET`)

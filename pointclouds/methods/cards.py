@@ -12,8 +12,8 @@ from motion4d.cards import NONE_STATED, NOT_APPLICABLE, Licence, ModelCard, Repo
 
 MOTION4D_LICENCE = Licence("Apache-2.0", "motion4d setup.py license field")
 NO_WEIGHTS = Licence(NOT_APPLICABLE, "the method has no learned weights (per-pair optimisation or closed form)")
-SPEED_RUN_1THREAD = ("bench/model_cards.py --threads 1, 2026-12-06 14:49, torch 2.13 CPU, 1 thread on a 2-core VM "
-                     "shared with other jobs (1-min load average 1.7 before, 2.3 after): compare ratios, not absolutes")
+SPEED_RUN_1THREAD = ("bench/model_cards.py --threads 1, 2026-12-06 16:44, torch 2.13 CPU, 1 thread on a 2-core VM "
+                     "(1-min load average 0.65 before, 0.83 after): compare ratios, not absolutes")
 SPEED_RUN = ("bench/model_cards.py, 2026-12-06 13:07, torch 2.13 CPU, 2 threads on a 2-core VM shared with other "
              "jobs (1-min load average 3.4 before, 6.0 after): compare ratios, not absolutes")
 PAIR = "one synthetic pair of 2,048 points per cloud (pointclouds.synthetic), defaults"
@@ -55,7 +55,7 @@ NN_CARD = ModelCard(
     reported_note="none: a reference baseline; no paper reports it under this name",
     settings=(Setting("neighbours", "1 nearest target point (backend=)", "none (no official code)",
                       "a baseline without official code", *_NO_PEER),),
-    speed=Speed(0.00186, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
+    speed=Speed(0.0013, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 ICP_CARD = ModelCard(
@@ -76,7 +76,7 @@ ICP_CARD = ModelCard(
                       "100 within 1.0 m (NSFP's pseudo-ground-truth refinement; no official ICP code)",
                       "Lilac-Lee/Neural_Scene_Flow_Prior preprocess_sf_*.py @ 0e4f403 (research/scene_flow.md 2.4)",
                       *_NO_PEER),),
-    speed=Speed(0.0184, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
+    speed=Speed(0.00917, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 _NSFP_PAPER = "Li, Kaesemodel Pontes, Lucey: Neural Scene Flow Prior, NeurIPS 2021"
@@ -112,7 +112,7 @@ NSFP_CARD = ModelCard(
                 "optimization.py @ 0e4f403 (research/scene_flow.md 2.1)", *_NO_PEER,
                 "results do not depend on the order of the pairs"),
     ),
-    speed=Speed(16.1, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
+    speed=Speed(15.4, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 NSFP_FAST_CARD = ModelCard(
@@ -123,8 +123,9 @@ NSFP_FAST_CARD = ModelCard(
     paper_url="https://arxiv.org/abs/2304.09121",
     repository="https://github.com/Lilac-Lee/FastNSF (read @ 386ab38)",
     implementation=("motion4d's own method (pointclouds/methods/nsfp_fast.py), scale- and axis-free: a point-to-plane "
-                    "ICP start kept where it explains the scene, a 4x64 residual field in units of the point spacing "
-                    "fitted on exact KD-tree neighbours, the rigid flow kept where it fits the target surfaces as well; "
+                    "ICP start kept where it explains the scene (and one per cluster of movers it leaves off the "
+                    "target), a 4x64 residual field in units of the point spacing fitted on exact KD-tree neighbours, "
+                    "the rigid flow kept where it fits the target surfaces as well; "
                     "Fast NSF's distance-transform grid remains as loss='dt'"),
     code_licence=Licence("MIT", "Lilac-Lee/FastNSF LICENSE @ 386ab38"),
     implementation_licence=MOTION4D_LICENCE,
@@ -148,7 +149,7 @@ NSFP_FAST_CARD = ModelCard(
                 "distance transform (0.1 m voxels, FastGeodis), forward term only",
                 "Lilac-Lee/FastNSF optimization.py @ 386ab38", *_NO_PEER),
     ),
-    speed=Speed(0.466, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
+    speed=Speed(0.389, "point-cloud pair", PAIR, SPEED_RUN_1THREAD),
 )
 
 _SCOOP_DRIVE = ("Google Drive file 14M0R0AMJhsyGZYHDIp3p8QStCkKCy_bO (itailang/SCOOP download_pretrained_models.sh "
@@ -189,7 +190,7 @@ SCOOP_CARD = ModelCard(
                    asset="packaged with motion4d: pointclouds/methods/weights/scoop_synthetic.pt",
                    note="the default when weights= is omitted (with a notice); command, data seed and training time "
                         "in pointclouds/methods/weights/README.md",
-                   reported=(Reported("motion4d-reporting-set", "report", "8,192 points", "EPE3D", 0.335,
+                   reported=(Reported("motion4d-reporting-set", "report", "8,192 points", "EPE3D", 0.336,
                                       "m", "bench/scene_flow.py --max-points 8192 (2026-12-06)",
                                       "measured here with test-time refinement, not a paper number"),)),
     ),

@@ -133,6 +133,9 @@ class NSFPConfig:
         rigid_min_fitness: use the rigid start only when it puts at least this share of the source
             within 1.5 point spacings of the target (the scene's dominant motion); scenes that are
             mostly movers are fitted from no motion, without the rigid-or-field choice.
+        mover_icp: with the rigid start, clusters of points that the dominant motion leaves off the target
+            get their own ICP start (:func:`~pointclouds.methods.nsfp_fast.mover_starts`; open3d only;
+            no effect without ``rigid_init``).
         rigid_margin: keep the rigid flow where it fits the target at most this many local sampling
             gaps worse than the field (neighbourhood means); None keeps the field everywhere.
     """
@@ -169,6 +172,7 @@ class NSFPConfig:
     rigid_margin: float | None = None
     start_at_rigid: bool = True
     rigid_min_fitness: float = 0.5
+    mover_icp: bool = False
 
     def validate(self) -> "NSFPConfig":
         check_int(self.hidden_size, "hidden_size", 1)
@@ -226,6 +230,7 @@ PRESETS: dict[str, NSFPConfig] = {
         scale_free=True,
         rigid_init=True,
         rigid_margin=0.25,
+        mover_icp=True,
         length_scale=10.0,
         hidden_size=64,
         num_layers=4,

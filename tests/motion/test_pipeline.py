@@ -15,7 +15,6 @@ import torch
 
 import motion
 from motion.estimate import estimate_flow, iter_flow
-from motion.flow_io import read_flow
 from motion.flow_store import StoredStack
 from motion.models.opencv_flow import ENGINE_BUILDERS, grey_image, opencv_engine
 from motion.pipeline import BackgroundWriter, StageClock, ordered_map, prefetch
