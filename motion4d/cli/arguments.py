@@ -64,7 +64,7 @@ def add_workers(parser: argparse.ArgumentParser) -> None:
     """``--workers N|auto``: threads computing frame pairs at once (classical methods; networks use 1)."""
     parser.add_argument("--workers", default="auto", metavar="N|auto",
                         help="threads computing frame pairs at once for the classical OpenCV methods (default auto: "
-                             "one per available core); networks run one stream")
+                             "one per available core, at most 8); networks run one stream")
 
 
 def parse_workers(text: str | int | None) -> int | str:
