@@ -157,6 +157,27 @@ def same_files(bare: Path, package: Path) -> bool:
         (bare / n).read_bytes() == (package / "forward" / n).read_bytes() for n in names)
 
 
+def interleaved_runs(configs: list[tuple[str, str, tuple[str, ...]]], video: Path, work: Path, repeats: int,
+                     compared: int) -> tuple[dict[str, list[dict]], bool]:
+    """Each ``(name, code, args)`` run on ``video`` ``repeats`` times, interleaved; returns the runs by
+    name and whether configs ``1..compared`` wrote files byte-identical to config 0's (the bare loop)."""
+    import shutil
+
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+    identical = True
+    for rep in range(repeats):
+        folders = {}
+        for k, (name, code, extra) in enumerate(configs):
+            folders[name] = out = work / f"{rep}_{k}"
+            out.mkdir(parents=True)
+            runs[name].append(run_measured(code, str(video), str(out), *extra))
+        for name, _, _ in configs[1:compared + 1]:
+            identical &= same_files(folders[configs[0][0]], folders[name])
+        for out in folders.values():
+            shutil.rmtree(out, ignore_errors=True)
+    return runs, identical
+
+
 def speed(args: argparse.Namespace, work: Path) -> None:
     import shutil
 
@@ -166,18 +187,7 @@ def speed(args: argparse.Namespace, work: Path) -> None:
     del frames
     configs = [("bare loop", BARE, ()), ("package, 1 worker", PACKAGE, ("1",)), ("package, 2 workers", PACKAGE, ("2",)),
                ("bare loop, 1 OpenCV thread", BARE, ("1",))]
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
-    identical = True
-    for rep in range(args.repeats):
-        folders = {}
-        for k, (name, code, extra) in enumerate(configs):
-            folders[name] = out = work / f"out_{rep}_{k}"
-            out.mkdir()
-            runs[name].append(run_measured(code, str(short), str(out), *extra))
-        for name in configs[1:3]:
-            identical &= same_files(folders["bare loop"], folders[name[0]])
-        for out in folders.values():
-            shutil.rmtree(out, ignore_errors=True)
+    runs, identical = interleaved_runs(configs, short, work / "dis", args.repeats, compared=2)
     long_runs = {}
     for k, (name, code, extra) in enumerate(configs[:3]):
         out = work / f"long_{k}"
@@ -235,23 +245,11 @@ def speed(args: argparse.Namespace, work: Path) -> None:
 def farneback(args: argparse.Namespace, work: Path, short: Path) -> None:
     """The same comparison for Farneback, which OpenCV runs on one thread: what workers add to a
     single-threaded method."""
-    import shutil
 
     configs = [("bare loop, Farneback", BARE, ("0", "farneback")),
                ("package, 1 worker, Farneback", PACKAGE, ("1", "farneback")),
                ("package, 2 workers, Farneback", PACKAGE, ("2", "farneback"))]
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
-    identical = True
-    for rep in range(args.repeats):
-        folders = {}
-        for k, (name, code, extra) in enumerate(configs):
-            folders[name] = out = work / f"farneback_{rep}_{k}"
-            out.mkdir()
-            runs[name].append(run_measured(code, str(short), str(out), *extra))
-        for name, _, _ in configs[1:]:
-            identical &= same_files(folders[configs[0][0]], folders[name])
-        for out in folders.values():
-            shutil.rmtree(out, ignore_errors=True)
+    runs, identical = interleaved_runs(configs, short, work / "farneback", args.repeats, compared=2)
     bare = statistics.median(r["wall"] for r in runs[configs[0][0]])
     print(f"\n## Farneback (OpenCV runs it on one thread), {args.frames - 1} pairs, median of {args.repeats}")
     print("| run | wall s | x bare loop | CPU ms / pair | cores busy |")
@@ -275,10 +273,9 @@ def f1_counts(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def occlusion_scores(sequences: list, models: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    import motion
-
     import torch
 
+    import motion
     from motion.flow_geometry import forward_backward_occlusion
 
     scores = {}

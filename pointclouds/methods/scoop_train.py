@@ -130,10 +130,9 @@ class SyntheticPairs:
             extent=self.extent,
         )
         if self.rotate:  # the whole pair in a random frame: no axis is special
-            q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-            R = (q * np.sign(np.diag(r))).astype(np.float32)
-            if np.linalg.det(R) < 0:
-                R[:, 0] = -R[:, 0]
+            from pointclouds.benchmark.meshes import random_rotation
+
+            R = random_rotation(rng).astype(np.float32)
             sample.source, sample.target, sample.flow = sample.source @ R.T, sample.target @ R.T, sample.flow @ R.T
         return sample
 
