@@ -123,6 +123,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", choices=("reporting", "tuning"), default="reporting")
     parser.add_argument("--max-points", type=int, default=None, help="cap every scene's points (quick runs)")
+    parser.add_argument("--draw", type=int, default=0,
+                        help="fresh seeds for the same scene families (0: the set as listed; see benchmark_set)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--scoop-weights", default="synthetic")
@@ -138,7 +140,7 @@ def main() -> int:
     warm = make_benchmark_scene(benchmark_set("tuning", 256)[3])  # imports and first-call set-up, untimed
     for method in args.methods:
         run_method(method, warm, args.scoop_weights)
-    specs = benchmark_set(args.set, args.max_points)
+    specs = benchmark_set(args.set, args.max_points, draw=args.draw)
     if args.scenes is not None:
         specs = [specs[i] for i in args.scenes]
     rows = []
@@ -150,7 +152,7 @@ def main() -> int:
         rows.append(row)
         print(f"  {sample.name}: " + ", ".join(f"{m} {row[m]['epe3d']:.4f} ({row[m]['time_s']:.1f} s)" for m in args.methods),
               flush=True)
-    print(f"\n== {args.set} set: {len(rows)} scenes" + (f", at most {args.max_points} points" if args.max_points else "")
+    print(f"\n== {args.set} set" + (f" (draw {args.draw}: fresh seeds)" if args.draw else "") + f": {len(rows)} scenes" + (f", at most {args.max_points} points" if args.max_points else "")
           + " ==")
     print(per_scene_table(rows, args.methods))
     text, means = summary_table(rows, args.methods)
@@ -158,7 +160,7 @@ def main() -> int:
     print(text)
     targets = check_targets(rows, means)
     report: dict[str, Any] = {"threads": args.threads, "load_start": load, "load_end": os.getloadavg(),
-                              "set": args.set, "max_points": args.max_points, "scenes": rows, "means": means,
+                              "set": args.set, "draw": args.draw, "max_points": args.max_points, "scenes": rows, "means": means,
                               "targets": targets}
     if args.icp_points > 0:
         report["icp"] = icp_comparison(args.icp_points, args.icp_pairs)

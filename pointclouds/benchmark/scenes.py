@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from motion4d.checks import check_choice
+from motion4d.checks import check_choice, check_int
 from motion4d.errors import InvalidArgumentError
 from pointclouds.data.sample import SceneFlowSample
 
@@ -363,14 +363,26 @@ REPORTING_SET: tuple[SceneSpec, ...] = (
 )
 
 
-def benchmark_set(name: str, max_points: int | None = None) -> list[SceneSpec]:
-    """The specs of ``"tuning"`` or ``"reporting"``; ``max_points`` caps each scene's density (for quick runs)."""
+#: seed offset between two draws of a set (above every seed the sets use)
+DRAW_SEED_STRIDE = 1000
+
+
+def benchmark_set(name: str, max_points: int | None = None, draw: int = 0) -> list[SceneSpec]:
+    """The specs of ``"tuning"`` or ``"reporting"``; ``max_points`` caps each scene's density (for quick runs).
+
+    ``draw > 0``: the same scene families (geometry, motion, sensor, frame, density, noise, overlap) with
+    fresh seeds (``seed + draw * DRAW_SEED_STRIDE``): new layouts, movers, motions and samples that no
+    setting was chosen on, to confirm a reported figure on scenes seen for the first time.
+    """
     check_choice(name, "name", ("tuning", "reporting"))
+    check_int(draw, "draw", minimum=0)
     specs = list(TUNING_SET if name == "tuning" else REPORTING_SET)
+    if draw:
+        specs = [replace(s, seed=s.seed + draw * DRAW_SEED_STRIDE) for s in specs]
     if max_points is not None:
         specs = [replace(s, num_points=min(s.num_points, max_points)) for s in specs]
     return specs
 
 
-__all__ = ["SceneSpec", "make_benchmark_scene", "benchmark_set", "TUNING_SET", "REPORTING_SET", "GEOMETRIES",
+__all__ = ["SceneSpec", "make_benchmark_scene", "benchmark_set", "DRAW_SEED_STRIDE", "TUNING_SET", "REPORTING_SET", "GEOMETRIES",
            "MOTIONS", "SENSORS", "CONVENTIONS", "CONVENTION_MATRICES"]

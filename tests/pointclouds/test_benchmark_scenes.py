@@ -39,6 +39,20 @@ def test_sets_are_disjoint_and_cover_every_factor() -> None:
     assert [s.num_points for s in benchmark_set("reporting", max_points=4096)] == [min(p, 4096) for p in points]
 
 
+def test_a_fresh_draw_keeps_the_families_with_seeds_no_set_uses() -> None:
+    used = {s.seed for s in TUNING_SET} | {s.seed for s in REPORTING_SET}
+    fresh = benchmark_set("reporting", max_points=2048, draw=1)
+    assert {s.seed for s in fresh}.isdisjoint(used)
+    assert [dataclasses.replace(s, seed=0, num_points=0) for s in fresh] == \
+        [dataclasses.replace(s, seed=0, num_points=0) for s in REPORTING_SET]
+    first, again = make_benchmark_scene(fresh[6]), make_benchmark_scene(benchmark_set("reporting", 2048, draw=1)[6])
+    listed = make_benchmark_scene(benchmark_set("reporting", 2048)[6])
+    np.testing.assert_array_equal(first.source, again.source)  # a draw is reproducible
+    assert first.name != listed.name and not np.array_equal(first.source, listed.source)
+    with pytest.raises(InvalidArgumentError, match="draw"):
+        benchmark_set("reporting", draw=-1)
+
+
 def test_static_scene_has_zero_flow_and_ego_scene_a_rigid_one() -> None:
     static = make_benchmark_scene(SceneSpec("room", "static", "uniform", "rotated", 800, 1, extent=5.0, noise=0.0))
     assert np.abs(static.flow).max() == 0.0 and len(static.source) == 800
