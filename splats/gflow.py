@@ -88,6 +88,11 @@ class GFlowConfig:
         lr_final_factor: learning rates decay linearly to this factor over each stage.
         lambda_photo, lambda_ssim, lambda_depth, lambda_flow, lambda_iso: loss weights.
         depth_loss: "l1" (paper) or "relative" (released code).
+        depth_align: "scale" rescales each later frame's prior so that its median agrees with the depth
+            rendered from the Gaussians so far on the still pixels both see (before the camera stage at
+            the starting pose, again after it at the found pose); "none" uses every prior as given (paper,
+            whose MASt3R depth is consistent across frames; a per-video or per-pair monocular prior is not:
+            the two-view prior's frames differ in scale by up to ~15 %).
         split: "epipolar" (AAAI) or "kmeans" (arXiv v1).
         epipolar_threshold: Sampson distance (px) above which a pixel moves; with
             ``epipolar_normalize`` a fraction of the image's maximum error (the paper's 0.01).
@@ -135,6 +140,7 @@ class GFlowConfig:
     lambda_flow: float = 0.01
     lambda_iso: float = 50.0
     depth_loss: str = "l1"
+    depth_align: str = "scale"
     split: str = "epipolar"
     epipolar_threshold: float = 1.0
     epipolar_normalize: bool = False
@@ -173,6 +179,7 @@ class GFlowConfig:
         if self.cpu_threads is not None:
             check_positive(int(self.cpu_threads), "GFlowConfig.cpu_threads")
         check_choice(self.depth_loss, "GFlowConfig.depth_loss", ("l1", "relative"))
+        check_choice(self.depth_align, "GFlowConfig.depth_align", ("scale", "none"))
         check_choice(self.split, "GFlowConfig.split", ("epipolar", "kmeans"))
         check_choice(self.pose_init, "GFlowConfig.pose_init", ("previous", "constant_velocity"))
         if any(not 0 < f < 1 for f in self.densify_fractions):
@@ -402,6 +409,7 @@ class _Run:
         self.birth = torch.zeros(0, dtype=torch.long, device=device)
         self.poses: list[torch.Tensor] = []
         self.depth_ab = torch.tensor([1.0, 0.0], device=device)
+        self.depth_scale = 1.0  # the current frame's prior alignment (depth_align)
         self.states: list[dict[str, torch.Tensor]] = []
         self.stats: list[dict[str, Any]] = []
         self.masks = self._motion_masks()
@@ -464,10 +472,35 @@ class _Run:
         return {"uv": uv, "z": z, "visible": visible, "depth": depth, "alpha": alpha, "rgb": img[..., :3]}
 
     # ------------------------------------------------------------------ Gaussian creation
+    def _prior(self, t: int) -> torch.Tensor:
+        """Prior depth ``[H, W]`` of frame t times its alignment scale (0 where the prior has no depth)."""
+        return self.depth[t] * self.depth_scale if self.depth_scale != 1.0 else self.depth[t]
+
+    def _still_pixels(self, t: int, w2c: torch.Tensor) -> torch.Tensor:
+        """``bool [H, W]``: pixels of frame t outside its motion mask and the moving Gaussians seen from
+        ``w2c`` (dilated by ``mask_dilation``) — what the camera stage fits."""
+        with torch.no_grad():
+            label, label_alpha = self._render(self.params, w2c, colors=self.moving.float()[:, None], mode="RGB",
+                                              background=False)
+            previous_moving = (label[..., 0] > 0.1) & (label_alpha > 0.1)
+        return ~_dilate(self.masks[t] | previous_moving, self.cfg.mask_dilation)
+
+    def _align_prior(self, t: int, w2c: torch.Tensor, still: torch.Tensor) -> float:
+        """Scale making frame t's prior agree with the rendered depth: the median of ``(a R + b) / D`` over
+        ``still`` pixels covered by Gaussians (1 when under 2 % of the image qualifies)."""
+        with torch.no_grad():
+            img, alpha = self._render(self.params, w2c)
+            a, b = self.depth_ab.tolist()
+            mapped, prior = a * img[..., 3] + b, self.depth[t]
+            ok = still & (alpha > 0.5) & (prior > 0) & (mapped > 0)
+            if int(ok.sum()) < max(64, 0.02 * self.H * self.W):
+                return 1.0
+            return float((mapped[ok] / prior[ok]).log().median().exp())
+
     def _scene_depth(self, t: int) -> torch.Tensor:
         """Prior depth of frame t mapped into the rendered-depth scale: ``(D - b) / a``."""
         a, b = self.depth_ab.tolist()
-        d = self.depth[t]
+        d = self._prior(t)
         return torch.where(d > 0, (d - b) / max(a, 1e-6), torch.zeros_like(d))
 
     def _add(self, t: int, probability: torch.Tensor | None, count: int, w2c: torch.Tensor,
@@ -535,7 +568,8 @@ class _Run:
 
         params, opt = build()
         target = self.images[t]
-        valid_depth = self.depth[t] > 0
+        prior = self._prior(t)
+        valid_depth = prior > 0
         still = ~self.moving if t > 0 else torch.zeros_like(self.moving)
         loss_value = float("nan")
         for it in range(iterations):
@@ -544,7 +578,7 @@ class _Run:
             rgb = img[..., :3].permute(2, 0, 1)
             loss = cfg.lambda_photo * photometric_loss(rgb, target, None, cfg.lambda_ssim)
             if cfg.lambda_depth > 0:
-                loss = loss + cfg.lambda_depth * depth_loss(img[..., 3], self.depth[t], ab[0], ab[1],
+                loss = loss + cfg.lambda_depth * depth_loss(img[..., 3], prior, ab[0], ab[1],
                                                             valid_depth & (alpha > 0.5), cfg.depth_loss)
             if flow_ids is not None and len(flow_ids) and cfg.lambda_flow > 0:
                 uv_now, _ = project(params["means"][flow_ids], w2c, self.K)
@@ -580,24 +614,22 @@ class _Run:
         q = matrix_to_quat(init[:3, :3]).clone().requires_grad_(True)
         tr = init[:3, 3].clone().requires_grad_(True)
         params = {k: v.detach() for k, v in self.params.items()}
-        with torch.no_grad():
-            moving_colors = self.moving.float()[:, None]
-            label, label_alpha = self._render(params, init, colors=moving_colors, mode="RGB", background=False)
-            previous_moving = (label[..., 0] > 0.1) & (label_alpha > 0.1)
-        excluded = _dilate(self.masks[t] | previous_moving, cfg.mask_dilation)
-        keep = ~excluded
+        keep = self._still_pixels(t, init)
+        if cfg.depth_align == "scale":
+            self.depth_scale = self._align_prior(t, init, keep)
         n_prev = len(self.prev["uv"])
         still_ids = torch.nonzero(~self.moving[:n_prev] & self.prev["visible"]).squeeze(1)
         opt = torch.optim.Adam([q, tr], lr=cfg.camera_lr)
         target = self.images[t]
-        valid_depth = self.depth[t] > 0
+        prior = self._prior(t)
+        valid_depth = prior > 0
         for it in range(cfg.camera_iterations):
             _set_lr(opt, cfg.camera_lr, it, cfg.camera_iterations, cfg.lr_final_factor)
             w2c = pose_matrix(q / q.norm(), tr)
             img, alpha = self._render(params, w2c)
             loss = cfg.lambda_photo * photometric_loss(img[..., :3].permute(2, 0, 1), target, keep, cfg.lambda_ssim)
             if cfg.lambda_depth > 0:
-                loss = loss + cfg.lambda_depth * depth_loss(img[..., 3], self.depth[t], self.depth_ab[0],
+                loss = loss + cfg.lambda_depth * depth_loss(img[..., 3], prior, self.depth_ab[0],
                                                             self.depth_ab[1], keep & valid_depth & (alpha > 0.5),
                                                             cfg.depth_loss)
             if len(still_ids) and cfg.lambda_flow > 0:
@@ -706,7 +738,11 @@ class _Run:
             self._add(0, prob, self.n_init, w2c, density=True)
             iterations, densify_at = cfg.init_iterations, cfg.init_densify_at
         else:
+            self.depth_scale = 1.0
             w2c = self._camera_stage(t)
+            if cfg.depth_align == "scale":
+                self.depth_scale = self._align_prior(t, w2c, self._still_pixels(t, w2c))
+                record["depth_scale"] = self.depth_scale
             if cfg.split == "epipolar" and cfg.rigid_refine:
                 self._refine_labels(t, w2c)
             self._relocate(t, w2c)
