@@ -53,6 +53,18 @@ from splats.reprojected_scene import reprojected_video  # noqa: E402
 SCENES = {"tune": dict(seed=0, object_name="coffee"), "report": dict(seed=1, object_name="chelsea")}
 
 
+def overrides(pairs: list[str]) -> dict:
+    """``["key=value", ...]`` (values as JSON, bare words as strings) -> GFlowConfig keyword arguments."""
+    result = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
 def abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
     scale = np.median(gt) / np.median(pred)
     return float(np.mean(np.abs(pred * scale - gt) / gt))
@@ -107,7 +119,7 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
     rows, scenes = [], {}
     for name, depth in priors.items():
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        scene = GFlow(GFlowConfig(device="cpu", seed=0)).fit(video.frames, depth=depth, flow=(forward, backward),
+        scene = GFlow(GFlowConfig(device="cpu", seed=0, **overrides(args.config))).fit(video.frames, depth=depth, flow=(forward, backward),
                                                             intrinsics=video.K, progress=False)
         row = {"depth": name, "depth_abs_rel": abs_rel(depth, video.depth), **measure(scene, video),
                "fit_seconds": time.perf_counter() - wall0, "fit_cpu_seconds": time.process_time() - cpu0}
@@ -227,6 +239,8 @@ def main() -> None:
     parser.add_argument("--depth-anything", default=None, help="local Depth Anything V2 folder: adds a row")
     parser.add_argument("--real", action="store_true", help="the real videos instead of the quality table")
     parser.add_argument("--threads", action="store_true", help="seconds per iteration with 1 and 2 threads")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="GFlowConfig overrides for every row (JSON values), e.g. depth_align='\"none\"'")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
