@@ -109,8 +109,8 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
     started = time.perf_counter()
     prior = two_view_depth(video.frames, forward, backward, video.K)
     prior_seconds = time.perf_counter() - started
-    priors = {"ground truth": video.depth, "two-view (ours)": prior.depth,
-              "constant": np.ones_like(video.depth)}
+    # the estimates themselves (not their arrays), so GFlow knows where each came from (lambda_depth)
+    priors = {"ground truth": video.depth, "two-view (ours)": prior, "constant": "constant"}
     if args.depth_anything:
         from splats.depth_providers import DepthAnything
 
@@ -121,7 +121,8 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         scene = GFlow(GFlowConfig(device="cpu", seed=0, **overrides(args.config))).fit(video.frames, depth=depth, flow=(forward, backward),
                                                             intrinsics=video.K, progress=False)
-        row = {"depth": name, "depth_abs_rel": abs_rel(depth, video.depth), **measure(scene, video),
+        maps = {"two-view (ours)": prior.depth, "constant": np.ones_like(video.depth)}.get(name, depth)
+        row = {"depth": name, "depth_abs_rel": abs_rel(maps, video.depth), **measure(scene, video),
                "fit_seconds": time.perf_counter() - wall0, "fit_cpu_seconds": time.process_time() - cpu0}
         rows.append(row)
         scenes[name] = scene

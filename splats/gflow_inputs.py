@@ -108,7 +108,8 @@ def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | 
     """``float32 [T, H, W]`` depth prior for ``frames [T, H, W, 3]`` and the estimate it came from.
 
     ``depth`` is None (the two-view prior), a :class:`~splats.depth_providers.DepthProvider` or its
-    name, a folder, a callable or an array (see the module docstring); providers get the flows and K.
+    name, a :class:`~splats.depth_prior.DepthEstimate` (what a provider returned), a folder, a callable
+    or an array (see the module docstring); providers get the flows and K.
     """
     from .depth_providers import DepthProvider, depth_provider
 
@@ -121,6 +122,11 @@ def load_depth_estimate(depth: Any, frames: np.ndarray, forward: torch.Tensor | 
         if data.shape != (t, h, w):
             raise ShapeError(f"depth provider {provider.name!r} returned shape {list(data.shape)}; expected "
                              f"{[t, h, w]}")
+    elif isinstance(depth, DepthEstimate):
+        estimate = depth
+        data = np.asarray(depth.depth, np.float32)
+        if data.shape != (t, h, w):
+            raise ShapeError(f"depth estimate ({depth.method}) has shape {list(data.shape)}; expected {[t, h, w]}")
     elif callable(depth) and not isinstance(depth, (np.ndarray, torch.Tensor)):
         maps = []
         for i in range(t):

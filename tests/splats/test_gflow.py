@@ -143,3 +143,41 @@ def test_cuda_gsplat_matches_cpu_quality(seq, fitted):
     assert gpu.info["device"].startswith("cuda")
     m = measure(gpu, seq)
     assert m["psnr"] > 24.0 and m["ate_rel"] < 0.15
+
+
+def test_depth_align_undoes_a_scale_jump_of_the_prior(seq):
+    """Frames 3+ of the prior are 1.4x too far (a per-pair monocular prior's scale jump): the recorded
+    alignment scales are 1 before the jump and 1 / 1.4 after it (the true depth's consistency)."""
+    depth = seq.depth.numpy()[:5] * 7.0
+    depth[3:] *= 1.4
+    flow = (seq.forward_flow[:4], seq.backward_flow[:4])
+    scene = GFlow(GFlowConfig(**FAST)).fit(seq.frames[:5], depth=depth, flow=flow, intrinsics=seq.cameras.K[0],
+                                            progress=False)
+    scales = [s["depth_scale"] for s in scene.info["frame_stats"][1:]]
+    np.testing.assert_allclose(scales, [1.0, 1.0, 1 / 1.4, 1 / 1.4], rtol=0.05)
+    plain = GFlow(GFlowConfig(**FAST, depth_align="none")).fit(seq.frames[:3], depth=depth[:3], flow=(
+        seq.forward_flow[:2], seq.backward_flow[:2]), intrinsics=seq.cameras.K[0], progress=False)
+    assert all("depth_scale" not in s for s in plain.info["frame_stats"])
+
+
+def test_depth_loss_weight_follows_where_the_depth_came_from():
+    from splats.gflow import resolve_lambda_depth
+
+    assert resolve_lambda_depth(None, "two-view") == 0.0 and resolve_lambda_depth(None, "constant") == 0.0
+    assert resolve_lambda_depth(None, "array") == 0.1 and resolve_lambda_depth(None, "depth-anything") == 0.1
+    assert resolve_lambda_depth(0.3, "two-view") == 0.3
+    with pytest.raises(Exception, match="lambda_depth"):
+        GFlowConfig(lambda_depth=-1.0).validate()
+
+
+def test_fit_takes_a_depth_estimate_and_keeps_its_origin(seq):
+    from splats.depth_prior import DepthEstimate
+
+    estimate = DepthEstimate(seq.depth.numpy()[:2] * 3.0, "two-view")
+    scene = GFlow(GFlowConfig(**{**FAST, "init_iterations": 5, "camera_iterations": 2, "gaussian_iterations": 2})).fit(
+        seq.frames[:2], depth=estimate, flow=(seq.forward_flow[:1], seq.backward_flow[:1]),
+        intrinsics=seq.cameras.K[0], progress=False)
+    assert scene.info["depth_method"] == "two-view"
+    with pytest.raises(Exception, match="depth estimate"):
+        GFlow(GFlowConfig(**FAST)).fit(seq.frames[:3], depth=estimate, flow=(seq.forward_flow[:2], seq.backward_flow[:2]),
+                                       intrinsics=seq.cameras.K[0], progress=False)
