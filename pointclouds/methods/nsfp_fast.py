@@ -98,7 +98,7 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     clouds = []
     source = src.detach().cpu().double().numpy()
     if len(source) > ICP_POINTS:  # a rigid motion needs no more points than this (ICP cost grows with them)
-        source = source[np.random.default_rng(0).choice(len(source), ICP_POINTS, replace=False)]
+        source = source[area_uniform_subset(source, ICP_POINTS, spacing)]
     for points in (source, tgt.detach().cpu().double().numpy()):
         cloud = o3d.geometry.PointCloud()
         cloud.points = o3d.utility.Vector3dVector(points)
@@ -137,6 +137,32 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
         best = 0
     share = surface_share(residual[best], fits[best][1], cap, spacing)
     return torch.from_numpy(candidates[best]).to(src.device), share
+
+
+def area_uniform_subset(points: np.ndarray, count: int, spacing: float, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``count`` of ``points [N, 3]``, one per cell of a cubic grid whose cell (a multiple of
+    ``spacing``) is chosen so that about ``count`` cells are occupied: a sample about uniform over the
+    surfaces' area, whatever the sensor's density.
+
+    A random subset keeps a depth camera's or lidar's density, which falls with the square of the range: the
+    ground next to a camera that drives forward, which leaves its view, then outnumbers the far buildings that
+    show the motion along the street, and ICP and the candidates' score prefer "no motion" (tuning draws: the
+    static points preferring a near-identity motion over the true one lie 3.5-3.7 m away, 3-12 % of them
+    seen by the target; those preferring the truth 22-31 m away)."""
+    order = np.random.default_rng(seed).permutation(len(points))
+    shuffled = points[order]
+    low = shuffled.min(0)
+    cell = spacing * max(1.0, math.sqrt(len(points) / count))
+    pick = order
+    for _ in range(8):  # the occupied cells fall roughly as 1/cell^2 on surfaces
+        _, first = np.unique(np.floor((shuffled - low) / cell).astype(np.int64), axis=0, return_index=True)
+        pick = order[np.sort(first)]
+        if len(pick) <= count * 1.1:
+            break
+        cell *= math.sqrt(len(pick) / count)
+    if len(pick) > count:
+        pick = np.sort(np.random.default_rng(seed).choice(pick, count, replace=False))
+    return pick
 
 
 def surface_share(plane: np.ndarray, distance: np.ndarray, cap: float, spacing: float) -> float:
@@ -447,4 +473,4 @@ def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torc
     return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
 
 
-__all__ = ["fit_fast", "point_spacing", "rigid_start", "rigid_start_fit", "surface_share", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "rigid_start_fit", "surface_share", "area_uniform_subset", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
