@@ -105,10 +105,16 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
         clouds.append(cloud)
     clouds[1].estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
     candidates = [np.eye(4)]
-    for estimator in (reg.TransformationEstimationPointToPlane(), reg.TransformationEstimationPointToPoint()):
+    # point-to-plane, point-to-point, and point-to-plane under Tukey's biweight (scale a third of each radius):
+    # the plain least squares lets a large mover that a near camera sees (a car driving along with it) or
+    # a crop's edge drag the whole fit; the robust one ignores the correspondences beyond its scale
+    estimators = (lambda radius: reg.TransformationEstimationPointToPlane(),
+                  lambda radius: reg.TransformationEstimationPointToPoint(),
+                  lambda radius: reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE)))
+    for estimator in estimators:
         T = np.eye(4)
         for radius in radii:
-            T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator,
+            T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator(radius),
                                      reg.ICPConvergenceCriteria(1e-6, 1e-6, 25)).transformation
         candidates.append(np.array(T))
     # score: robust mean point-to-plane distance; a count of close points would favour "no motion" for lidar
@@ -263,6 +269,8 @@ def motion_support(still: np.ndarray, moved: np.ndarray, cap: float) -> float:
     return for_motion / (for_motion + for_still) if for_motion + for_still else 0.5
 
 
+ROBUST_ICP_SCALE = 3.0
+"""The robust candidate's Tukey scale is its correspondence radius over this (:func:`rigid_start_fit`)."""
 SURFACE_REACH = 10.0
 """Nearest-sample distance (point spacings) within which a point on a target surface's plane counts as on it
 (:func:`surface_share`): the rigid start's middle ICP radius."""
