@@ -73,10 +73,14 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     motion there). open3d's ICP when installed, point-to-point
     :func:`~pointclouds.methods.baselines.icp_flow` otherwise.
 
-    With open3d, the point-to-plane and point-to-point results and "no motion" are scored by their mean
-    point-to-plane residual capped at :func:`robust_cap` (a few noise sigmas of the best fit), and "no
-    motion" is kept unless a motion scores ``IDENTITY_MARGIN`` lower and ``MOTION_SUPPORT`` of the points
-    that tell them apart prefer it (:func:`motion_support`).
+    With open3d, ICP registers an area-uniform subset of the source (:func:`area_uniform_subset`) five ways:
+    point-to-plane, point-to-point, and point-to-plane under Tukey's biweight from no motion and from a coarse
+    radius either way along the direction the target's surfaces constrain least (:func:`weakest_direction`;
+    a camera looking down a street otherwise locks onto a car driving along with it). The candidates and "no
+    motion" are compared two at a time by their mean point-to-plane residual capped at :func:`robust_cap`
+    (a few noise sigmas of the best fit) on the points that both keep in the target's view (``COVER_REACH``),
+    and "no motion" is kept unless a motion scores ``IDENTITY_MARGIN`` lower and ``MOTION_SUPPORT`` of the
+    points that tell them apart prefer it (:func:`motion_support`).
 
     Also returns the share of the (registered) source points that the transform puts on the target's
     surfaces (:func:`surface_share`; ``None`` without open3d)."""
@@ -108,11 +112,14 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     # point-to-plane, point-to-point, and point-to-plane under Tukey's biweight (scale a third of each radius):
     # the plain least squares lets a large mover that a near camera sees (a car driving along with it) or
     # a crop's edge drag the whole fit; the robust one ignores the correspondences beyond its scale
-    estimators = (lambda radius: reg.TransformationEstimationPointToPlane(),
-                  lambda radius: reg.TransformationEstimationPointToPoint(),
-                  lambda radius: reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE)))
-    for estimator in estimators:
+    plane, point = reg.TransformationEstimationPointToPlane, reg.TransformationEstimationPointToPoint
+    robust = lambda radius: plane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE))  # noqa: E731
+    normals = np.asarray(clouds[1].normals)
+    slide = weakest_direction(normals)
+    starts = [(lambda radius: plane(), 0.0), (lambda radius: point(), 0.0), (robust, 0.0), (robust, 1.0), (robust, -1.0)]
+    for estimator, offset in starts:
         T = np.eye(4)
+        T[:3, 3] = offset * radii[0] * slide
         for radius in radii:
             T = reg.registration_icp(clouds[0], clouds[1], radius, T, estimator(radius),
                                      reg.ICPConvergenceCriteria(1e-6, 1e-6, 25)).transformation
@@ -123,26 +130,46 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     from scipy.spatial import cKDTree
 
     tgt_np = np.asarray(clouds[1].points)
-    normals = np.asarray(clouds[1].normals)
     tree = cKDTree(tgt_np)
     src_np = np.asarray(clouds[0].points)
+    local = tree.query(tgt_np, k=min(9, len(tgt_np)), workers=-1)[0][:, 1:].mean(1) if len(tgt_np) > 1 else np.ones(1)
 
-    def residuals(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def residuals(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         moved = src_np @ T[:3, :3].T + T[:3, 3]
         d, j = tree.query(moved, k=1, workers=-1)
-        return np.abs(np.einsum("ij,ij->i", moved - tgt_np[j], normals[j])), d
+        return np.abs(np.einsum("ij,ij->i", moved - tgt_np[j], normals[j])), d, d <= COVER_REACH * local[j]
 
     fits = [residuals(T) for T in candidates]
     residual = [f[0] for f in fits]
     cap = robust_cap(residual, spacing)
-    scores = [float(np.minimum(d, cap).mean()) for d in residual]
-    best = int(np.argmin(scores))
-    if scores[0] <= (1.0 + IDENTITY_MARGIN) * scores[best]:  # no motion unless a motion fits clearly better
+
+    def scores(a: int, b: int) -> tuple[float, float, np.ndarray]:
+        """Capped mean residuals of candidates ``a`` and ``b`` on the points that both keep in view."""
+        both = fits[a][2] & fits[b][2]
+        if not both.any() or fits[a][2].sum() < COVER_KEEP * fits[b][2].sum():  # a loses most of b's view
+            return math.inf, 0.0, both
+        return float(np.minimum(residual[a][both], cap).mean()), float(np.minimum(residual[b][both], cap).mean()), both
+
+    best = 1
+    for c in range(2, len(candidates)):
+        challenger, holder, _ = scores(c, best)
+        if challenger < holder:
+            best = c
+    moved, still, both = scores(best, 0)
+    if still <= (1.0 + IDENTITY_MARGIN) * moved:  # no motion unless a motion fits clearly better
         best = 0
-    if best and motion_support(residual[0], residual[best], cap) < MOTION_SUPPORT:
+    if best and motion_support(residual[0][both], residual[best][both], cap) < MOTION_SUPPORT:
         best = 0
-    share = surface_share(residual[best], fits[best][1], cap, spacing)
+    in_view = fits[best][2]
+    share = surface_share(residual[best][in_view], fits[best][1][in_view], cap, spacing) if in_view.any() else 0.0
     return torch.from_numpy(candidates[best]).to(src.device), share
+
+
+def weakest_direction(normals: np.ndarray) -> np.ndarray:
+    """Unit direction ``[3]`` that surfaces with unit ``normals [M, 3]`` constrain least (least eigenvector of
+    the sum of ``n n^T``): the direction point-to-plane ICP can slide along, a street's length for a camera
+    looking down it. The rigid start also runs ICP from a coarse radius either way along it."""
+    return np.linalg.eigh(normals.T @ normals)[1][:, 0]
 
 
 def area_uniform_subset(points: np.ndarray, count: int, spacing: float, seed: int = 0) -> np.ndarray:
@@ -172,7 +199,8 @@ def area_uniform_subset(points: np.ndarray, count: int, spacing: float, seed: in
 
 
 def surface_share(plane: np.ndarray, distance: np.ndarray, cap: float, spacing: float) -> float:
-    """Share of moved points on the target's surfaces: point-to-plane residual ``plane [N]`` (m) within the
+    """Share of moved points on the target's surfaces (the rigid start passes those it keeps in the target's
+    view): point-to-plane residual ``plane [N]`` (m) within the
     candidates' :func:`robust_cap` and nearest-sample distance ``distance [N]`` within ``SURFACE_REACH`` point
     spacings.
 
@@ -271,6 +299,14 @@ def motion_support(still: np.ndarray, moved: np.ndarray, cap: float) -> float:
 
 ROBUST_ICP_SCALE = 3.0
 """The robust candidate's Tukey scale is its correspondence radius over this (:func:`rigid_start_fit`)."""
+COVER_REACH = 3.0
+"""A moved point is in the target's view when a target sample lies within this many of the target's local
+spacings (mean distance to 8 neighbours) of it. Two rigid candidates are compared on the points that both
+keep in view: the ground that a forward-driving camera leaves behind has no target samples under the true
+motion and always has some under "no motion" (points, not evidence, in favour of standing still)."""
+COVER_KEEP = 0.5
+"""A rigid candidate that keeps fewer than this share of the other's points in the target's view loses the
+comparison (the view lost to a forward ego motion is a strip next to the sensor, not most of the scene)."""
 SURFACE_REACH = 10.0
 """Nearest-sample distance (point spacings) within which a point on a target surface's plane counts as on it
 (:func:`surface_share`): the rigid start's middle ICP radius."""
@@ -481,4 +517,4 @@ def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torc
     return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
 
 
-__all__ = ["fit_fast", "point_spacing", "rigid_start", "rigid_start_fit", "surface_share", "area_uniform_subset", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "rigid_start_fit", "surface_share", "area_uniform_subset", "weakest_direction", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
