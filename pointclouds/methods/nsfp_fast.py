@@ -12,10 +12,14 @@ comes from the data:
   (``truncate``, in ``L^2``), the learning rate and the early-stopping ``min_delta`` (in ``L``)
   mean the same thing in a room and on a street. No axis is special (the inputs are only centred).
 * **Rigid start** (``rigid_init``). Three ICP passes with correspondence radii ``max(30 s, 2 % of
-  the extent)`` (ego motions of metres), ``10 s`` and ``3 s``: with open3d, point-to-plane on at
-  most ``ICP_POINTS`` source points, kept only when it beats "no motion" by a margin (residuals
-  capped at a few noise sigmas, :func:`robust_cap`) and most points that can tell the two apart
-  prefer it (:func:`motion_support`); without open3d, point-to-point
+  the extent)`` (ego motions of metres), ``10 s`` and ``3 s``: with open3d, on an area-uniform subset of
+  at most ``ICP_POINTS`` source points (:func:`area_uniform_subset`), five ways (point-to-plane,
+  point-to-point, robust point-to-plane from no motion and from a coarse radius either way along the
+  direction the surfaces leave free, :func:`weakest_direction`), compared on the points both candidates
+  keep in the target's view; kept only when it beats "no motion" by a margin (residuals
+  capped at a few noise sigmas, :func:`robust_cap`), most points that can tell the two apart
+  prefer it (:func:`motion_support`) and it puts at least ``rigid_min_fitness`` of the points in view on
+  the target's surfaces (:func:`surface_share`); without open3d, point-to-point
   :func:`~pointclouds.methods.baselines.icp_flow` on every point, without that comparison (results
   differ between the two installs; the benchmark figures use open3d). The field is the residual on
   top of that motion, its last layer zero-initialised, so the fit starts at the rigid flow.
@@ -112,11 +116,18 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     # point-to-plane, point-to-point, and point-to-plane under Tukey's biweight (scale a third of each radius):
     # the plain least squares lets a large mover that a near camera sees (a car driving along with it) or
     # a crop's edge drag the whole fit; the robust one ignores the correspondences beyond its scale
-    plane, point = reg.TransformationEstimationPointToPlane, reg.TransformationEstimationPointToPoint
-    robust = lambda radius: plane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE))  # noqa: E731
+    def plane(radius: float) -> Any:
+        return reg.TransformationEstimationPointToPlane()
+
+    def point(radius: float) -> Any:
+        return reg.TransformationEstimationPointToPoint()
+
+    def robust(radius: float) -> Any:
+        return reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE))
+
     normals = np.asarray(clouds[1].normals)
     slide = weakest_direction(normals)
-    starts = [(lambda radius: plane(), 0.0), (lambda radius: point(), 0.0), (robust, 0.0), (robust, 1.0), (robust, -1.0)]
+    starts = [(plane, 0.0), (point, 0.0), (robust, 0.0), (robust, 1.0), (robust, -1.0)]  # offsets: coarse radii
     for estimator, offset in starts:
         T = np.eye(4)
         T[:3, 3] = offset * radii[0] * slide
