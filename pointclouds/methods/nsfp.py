@@ -131,8 +131,10 @@ class NSFPConfig:
         start_at_rigid: zero the field's last layer so that the fit starts exactly at the rigid flow
             (else the field starts from its random initialisation around it).
         rigid_min_fitness: use the rigid start only when it puts at least this share of the source
-            within 1.5 point spacings of the target (the scene's dominant motion); scenes that are
-            mostly movers are fitted from no motion, without the rigid-or-field choice.
+            points it keeps in the target's view on the target's surfaces (with open3d:
+            :func:`~pointclouds.methods.nsfp_fast.surface_share`; without, within 1.5 point spacings of
+            a target point): the scene's dominant motion; scenes that are mostly movers are fitted from no
+            motion, without the rigid-or-field choice.
         mover_icp: with the rigid start, clusters of points that the dominant motion leaves off the target
             get their own ICP start (:func:`~pointclouds.methods.nsfp_fast.mover_starts`; open3d only;
             no effect without ``rigid_init``).

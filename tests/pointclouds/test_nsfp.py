@@ -408,6 +408,32 @@ def test_motion_support_counts_only_the_points_that_tell_the_motions_apart() -> 
 
 
 
+def test_area_uniform_subset_evens_out_the_sensors_density() -> None:
+    """Two 1 m x 1 m patches, one sampled 16x denser (a camera's near ground against a far wall): a random
+    subset keeps 94 % of its points on the dense patch, the area-uniform one about half."""
+    from pointclouds.methods.nsfp_fast import area_uniform_subset
+
+    rng = np.random.default_rng(0)
+    dense = np.c_[rng.random((16000, 2)), np.zeros(16000)]
+    sparse = np.c_[rng.random((1000, 2)) + [5.0, 0.0], np.zeros(1000)]
+    points = np.r_[dense, sparse]
+    pick = area_uniform_subset(points, 500, spacing=0.005)
+    assert len(pick) <= 500 and len(np.unique(pick)) == len(pick)
+    assert 0.35 < np.mean(pick < len(dense)) < 0.65
+    assert np.array_equal(pick, area_uniform_subset(points, 500, spacing=0.005))  # deterministic
+
+
+def test_weakest_direction_is_the_slide_that_planes_leave_free() -> None:
+    """A corridor (floor and two walls along one axis, any orientation): its axis, up to sign."""
+    from pointclouds.benchmark.meshes import random_rotation
+    from pointclouds.methods.nsfp_fast import weakest_direction
+
+    R = random_rotation(np.random.default_rng(3))
+    normals = np.r_[np.tile([0.0, 0.0, 1.0], (500, 1)), np.tile([0.0, 1.0, 0.0], (300, 1)),
+                    np.tile([0.0, -1.0, 0.0], (300, 1)), np.tile([1.0, 0.0, 0.0], (20, 1))]  # a far end wall
+    assert abs(weakest_direction(normals @ R.T) @ R[:, 0]) > 0.999
+
+
 def test_fast_mode_fits_driving_cars_with_their_own_icp() -> None:
     """Cars driving along a street seen by a standing camera (tuning seed 30): a chamfer-fitted field leaves
     a car that moved metres along its own sides nearly where it was (EPE3D 0.139 against NN's 0.146 without
