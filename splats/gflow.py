@@ -17,11 +17,14 @@ Per video (AAAI version, see ``shared/research/gaussians.md`` §1):
   camera stage, its flow disagrees with the flow its depth and the two camera poses predict — that
   catches objects moving along their epipolar lines, which the Sampson test cannot see.
 * **per frame t >= 1**: (1) camera-only stage: the pose (unit quaternion + translation, from the
-  previous pose) is optimised through the renderer by photometric + depth losses outside the moving
-  regions and a flow loss on still Gaussians; (2) moving Gaussians are relocated along the flow and
-  onto the prior depth of frame t; (3) new-content densification where the forward-backward flow
-  check fails (or nothing is rendered); (4) Gaussian stage: photometric, depth, flow (moving
-  Gaussians) and isotropy losses, still centres and all colours frozen, error densification twice.
+  previous pose) is optimised through the renderer by a photometric loss outside the moving regions
+  and a flow loss on still Gaussians (the paper adds a depth loss: ``lambda_depth_camera``); then
+  frame t's prior is rescaled to the depth rendered from the Gaussians so far (``depth_align``);
+  (2) moving Gaussians are relocated along the flow and onto the prior depth of frame t; (3)
+  new-content densification where the forward-backward flow check fails (or nothing is rendered);
+  (4) Gaussian stage: photometric, depth (``lambda_depth``: not for priors made from the flow itself),
+  flow (moving Gaussians) and isotropy losses, still centres and all colours frozen, error
+  densification twice.
 * the prior depth may have any scale: the depth loss compares ``a * rendered + b`` with it, ``a, b``
   learnable. Internally the scene is measured in units of the median prior depth of frame 0; the
   returned scene is converted back to the prior's units.
