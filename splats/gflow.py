@@ -238,19 +238,22 @@ class GFlowConfig:
 @contextmanager
 def _deferred_interrupt() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, then raise it: a frame's checkpoint and its
-    ``on_frame`` outputs (PLY, poses, progress) are written together or not at all. Main thread only
-    (signal handlers cannot be installed elsewhere); elsewhere the block runs unprotected."""
-    if threading.current_thread() is not threading.main_thread():
+    ``on_frame`` outputs (PLY, poses, progress) are written together or not at all. A held signal is
+    delivered again under the handler that was in place (Python's: KeyboardInterrupt). Main thread
+    only (signal handlers cannot be installed elsewhere); elsewhere, and where SIGINT is ignored
+    (``nohup ... &``) or handled outside Python, the block runs as it is."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
 
 
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:

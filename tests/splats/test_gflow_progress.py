@@ -96,11 +96,29 @@ def test_ctrl_c_while_a_frame_is_saved_waits_until_its_outputs_are_written(tmp_p
 
     from splats.gflow import _deferred_interrupt
 
-    written = []
-    with pytest.raises(KeyboardInterrupt):
+    original = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive run
+    try:
+        written = []
+        with pytest.raises(KeyboardInterrupt):
+            with _deferred_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+                written.append("checkpoint")
+                written.append("ply, poses, progress")
+        assert written == ["checkpoint", "ply, poses, progress"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+        calls = []  # a handler of the caller's gets the held signal after the block
+        signal.signal(signal.SIGINT, lambda signum, frame: calls.append(len(written)))
         with _deferred_interrupt():
             os.kill(os.getpid(), signal.SIGINT)
-            written.append("checkpoint")
-            written.append("ply, poses, progress")
-    assert written == ["checkpoint", "ply, poses, progress"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+            written.append("more")
+        assert calls == [3]
+
+        # SIGINT ignored (a job started with `nohup ... &`): nothing is held or raised
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with _deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("unbothered")
+        assert written[-1] == "unbothered" and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, original)
