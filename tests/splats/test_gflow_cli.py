@@ -122,7 +122,10 @@ def test_ctrl_c_keeps_finished_frames_and_the_rerun_continues(tmp_path):
     argv = [sys.executable, "-m", "motion4d", "reconstruct", "--method", "gflow", str(video), "--out", str(out),
             "--config", json.dumps(slow), "--no-progress", "--no-video", "--depth", "constant"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C handled as in a terminal even when this test runs where SIGINT is ignored (`nohup ... &`),
+    # which a child would otherwise inherit
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (out / "checkpoints" / "frame_00001.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
