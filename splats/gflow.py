@@ -102,8 +102,8 @@ class GFlowConfig:
             path 20-80 % short on three frames (ATE / path 0.086 with it, 0.010 without).
         depth_loss: "l1" (paper) or "relative" (released code).
         depth_align: "scale" rescales each later frame's prior so that its median agrees with the depth
-            rendered from the Gaussians so far on the still pixels both see (before the camera stage at
-            the starting pose, again after it at the found pose); "none" uses every prior as given (paper,
+            rendered from the Gaussians so far on the still pixels both see (at the pose the camera stage
+            found; also at its starting pose when that stage fits depth); "none" uses every prior as given (paper,
             whose MASt3R depth is consistent across frames; a per-video or per-pair monocular prior is not:
             the two-view prior's frames differ in scale by up to ~15 %).
         split: "epipolar" (AAAI) or "kmeans" (arXiv v1).
