@@ -64,12 +64,7 @@ def point_spacing(points: torch.Tensor, sample: int = 4096, seed: int = 0) -> fl
     return float(np.median(positive)) if len(positive) else 1.0
 
 
-def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> torch.Tensor:
-    """``float64 [4, 4]`` source-to-target transform of :func:`rigid_start_fit`."""
-    return rigid_start_fit(src, tgt, spacing)[0]
-
-
-def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tuple[torch.Tensor, float | None]:
+def rigid_start(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tuple[torch.Tensor, float | None]:
     """``float64 [4, 4]`` source-to-target transform from coarse-to-fine point-to-plane ICP (correspondence
     radii ``max(30 s, 2 % of the extent)``, ``10 s``, ``3 s``; target normals from 16 neighbours): the
     planes let lidar rings and camera grids slide along the ground instead of locking the two sweeps'
@@ -124,7 +119,7 @@ def rigid_start_fit(src: torch.Tensor, tgt: torch.Tensor, spacing: float) -> tup
     def point(radius: float) -> Any:
         return reg.TransformationEstimationPointToPoint()
 
-    def robust(radius: float) -> Any:
+    def robust(radius: float) -> Any:  # the only estimator that depends on the radius
         return reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=radius / ROBUST_ICP_SCALE))
 
     normals = np.asarray(clouds[1].normals)
@@ -324,7 +319,7 @@ def motion_support(still: np.ndarray, moved: np.ndarray, cap: float) -> float:
 
 
 ROBUST_ICP_SCALE = 3.0
-"""The robust candidate's Tukey scale is its correspondence radius over this (:func:`rigid_start_fit`)."""
+"""The robust candidate's Tukey scale is its correspondence radius over this (:func:`rigid_start`)."""
 COVER_REACH = 3.0
 """A moved point is in the target's view when a target sample lies within this many of the target's local
 spacings (mean distance to 8 neighbours) of it. Two rigid candidates are compared on the points that both
@@ -337,7 +332,7 @@ SURFACE_REACH = 10.0
 """Nearest-sample distance (point spacings) within which a point on a target surface's plane counts as on it
 (:func:`surface_share`): the rigid start's middle ICP radius."""
 ICP_POINTS = 3000
-"""Source points (a random subset) that the rigid start registers."""
+"""Source points (an area-uniform subset, :func:`area_uniform_subset`) that the rigid start registers."""
 CAP_SIGMAS = 4.0
 """Residual cap of the rigid candidates' score, in robust standard deviations (:func:`robust_cap`)."""
 MOTION_SUPPORT = 0.9
@@ -378,12 +373,11 @@ def fit_fast(src: torch.Tensor, tgt: torch.Tensor, cfg: Any, dev: torch.device, 
         if cfg.rigid_init:
             from pointclouds.neighbors import _open3d_available
 
-            T, share = rigid_start_fit(src, tgt, spacing)
+            T, fitness = rigid_start(src, tgt, spacing)
             moved = (src.double() @ T[:3, :3].T + T[:3, 3]).float()
-            if share is None:  # no motion kept, or no open3d: the share of points near a target sample
+            if fitness is None:  # no motion kept, or no open3d: the share of points near a target sample
                 nearest = tgt[NearestIndex(tgt, cfg.backend).query(moved)]
-                share = float((_distance(moved, nearest) < 1.5 * spacing).float().mean())
-            fitness = share
+                fitness = float((_distance(moved, nearest) < 1.5 * spacing).float().mean())
             if fitness >= cfg.rigid_min_fitness:
                 rigid = (moved - src) / unit
             else:  # mostly movers: no dominant motion to start from
@@ -545,4 +539,4 @@ def choose_rigid(x: torch.Tensor, y: torch.Tensor, y_index: Any, y_normals: torc
     return torch.where(use_rigid[:, None], rigid, field), float(use_rigid.float().mean())
 
 
-__all__ = ["fit_fast", "point_spacing", "rigid_start", "rigid_start_fit", "surface_share", "area_uniform_subset", "weakest_direction", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
+__all__ = ["fit_fast", "point_spacing", "rigid_start", "surface_share", "area_uniform_subset", "weakest_direction", "robust_cap", "motion_support", "mover_starts", "choose_rigid", "normals"]
