@@ -6,7 +6,8 @@ weights; flows moved back to the input's device). Registered names:
 
 * ``"dis"`` (option ``preset="ultrafast" | "fast" | "medium"``, default medium) and the shortcuts
   ``"dis-ultrafast"``, ``"dis-fast"``, ``"dis-medium"``. Kroeger et al., "Fast Optical Flow using
-  Dense Inverse Search", ECCV 2016. Preset parameters are OpenCV's (``DISOpticalFlow_create``).
+  Dense Inverse Search", ECCV 2016. Preset parameters are OpenCV's (``DISOpticalFlow_create``);
+  ``finest_scale=0`` computes down to full resolution (the presets stop at level 1-2).
 * ``"farneback"``: Farneback, "Two-Frame Motion Estimation Based on Polynomial Expansion", SCIA 2003.
   Defaults are the widely used OpenCV-tutorial arguments ``(pyr_scale 0.5, levels 3, winsize 15,
   iterations 3, poly_n 5, poly_sigma 1.2, flags 0)``; note that ``cv2.FarnebackOpticalFlow_create()``
@@ -75,12 +76,14 @@ class OpenCVFlow(FlowModel):
 class DISFlow(OpenCVFlow):
     """OpenCV Dense Inverse Search with a preset (``ultrafast`` | ``fast`` | ``medium``)."""
 
-    def __init__(self, preset: str = "medium", backward: bool = False) -> None:
-        super().__init__(DISEngine(preset), backward)
+    def __init__(self, preset: str = "medium", backward: bool = False, finest_scale: int | None = None) -> None:
+        super().__init__(DISEngine(preset, finest_scale), backward)
         self.preset = preset
+        self.finest_scale = finest_scale
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}, backward={self.backward}"
+        fine = "" if self.finest_scale is None else f", finest_scale={self.finest_scale}"
+        return f"preset={self.preset!r}{fine}, backward={self.backward}"
 
 
 class FarnebackFlow(OpenCVFlow):
@@ -112,16 +115,17 @@ def _no_weights(name: str, weights) -> None:
 
 
 @register("dis", "OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium)", card=DIS_CARD)
-def build_dis(weights=None, preset: str = "medium", backward: bool = False) -> DISFlow:
-    """OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium)."""
+def build_dis(weights=None, preset: str = "medium", backward: bool = False, finest_scale: int | None = None) -> DISFlow:
+    """OpenCV DIS optical flow (preset ultrafast|fast|medium, default medium; ``finest_scale=0``: down to
+    full resolution)."""
     _no_weights("dis", weights)
-    return DISFlow(preset=preset, backward=backward)
+    return DISFlow(preset=preset, backward=backward, finest_scale=finest_scale)
 
 
 def _preset_builder(preset: str):
-    def build(weights=None, backward: bool = False) -> DISFlow:
+    def build(weights=None, backward: bool = False, finest_scale: int | None = None) -> DISFlow:
         _no_weights(f"dis-{preset}", weights)
-        return DISFlow(preset=preset, backward=backward)
+        return DISFlow(preset=preset, backward=backward, finest_scale=finest_scale)
 
     return build
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from motion4d.checks import check_choice, check_positive
+from motion4d.checks import check_choice, check_int, check_positive
 from motion4d.errors import InvalidArgumentError, ShapeError
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -85,14 +85,21 @@ class OpenCVEngine:
 
 
 class DISEngine(OpenCVEngine):
-    """OpenCV Dense Inverse Search with a preset (``ultrafast`` | ``fast`` | ``medium``)."""
+    """OpenCV Dense Inverse Search with a preset (``ultrafast`` | ``fast`` | ``medium``).
+
+    ``finest_scale`` overrides the preset's finest pyramid level (0 = full resolution; the presets
+    stop at level 1 or 2 and upsample, so their flow is smooth below 2-4 px).
+    """
 
     name = "dis"
 
-    def __init__(self, preset: str = "medium") -> None:
+    def __init__(self, preset: str = "medium", finest_scale: int | None = None) -> None:
         check_choice(preset, "preset", DIS_PRESETS)
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(_DIS_CODES[preset])
+        if finest_scale is not None:
+            self._dis.setFinestScale(check_int(finest_scale, "finest_scale", minimum=0))
+        self.finest_scale = finest_scale
         self._finest_scale = self._dis.getFinestScale()
 
     def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -113,10 +120,10 @@ class DISEngine(OpenCVEngine):
         return self._dis.calc(source, target, None)
 
     def copy(self) -> "DISEngine":
-        return DISEngine(self.preset)
+        return DISEngine(self.preset, self.finest_scale)
 
     def describe(self) -> dict[str, Any]:
-        return {"preset": self.preset}
+        return {"preset": self.preset, **({} if self.finest_scale is None else {"finest_scale": self.finest_scale})}
 
 
 class FarnebackEngine(OpenCVEngine):

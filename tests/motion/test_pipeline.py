@@ -215,6 +215,33 @@ def test_dis_flow_of_a_pair_does_not_depend_on_the_pairs_before(clip, preset):
     assert all(torch.equal(r.forward, runs[0].forward) and torch.equal(r.backward, runs[0].backward) for r in runs)
 
 
+def test_dis_finest_scale_option_is_opencvs(clip):
+    """``finest_scale`` (model option of "dis" and its presets) sets OpenCV's finest pyramid level: the
+    flow equals a raw OpenCV DIS object set to that level, differs from the preset's own, and is
+    validated."""
+    import cv2
+
+    from motion.models.opencv_flow import DISEngine
+
+    frames = clip[:3]
+    grey = [grey_image(f) for f in frames]
+    raw = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    raw.setFinestScale(0)
+    expected = np.stack([raw.calc(a, b, None).transpose(2, 0, 1) for a, b in zip(grey[:-1], grey[1:])])
+    for model, options in (("dis", {"finest_scale": 0}), ("dis-medium", {"finest_scale": 0})):
+        result = estimate_flow(frames, model, model_options=options, progress=False)
+        np.testing.assert_array_equal(np.asarray(result.forward), expected)
+    model = motion.create("dis", finest_scale=0)
+    out = model(torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255)
+    np.testing.assert_array_equal(out.forward[0].numpy(), expected)
+    preset = np.asarray(estimate_flow(frames, "dis", progress=False).forward)
+    assert not np.array_equal(preset, expected)
+    assert opencv_engine("dis", {"finest_scale": 0}).describe() == {"preset": "medium", "finest_scale": 0}
+    assert DISEngine("fast", 1).copy().finest_scale == 1
+    with pytest.raises(InvalidArgumentError, match="finest_scale"):
+        DISEngine("medium", -1)
+
+
 def test_parallel_workers_run_opencv_single_threaded_and_restore_its_pool(clip_file, monkeypatch):
     """OpenCV's pool serves one parallel region at a time: workers calling it together wait on each
     other, so each worker runs with one OpenCV thread; the caller's setting comes back afterwards."""

@@ -144,3 +144,35 @@ def test_interpolated_pose_lies_between_the_two_cameras():
     centre = lambda m: -m[:3, :3].T @ m[:3, 3]  # noqa: E731
     np.testing.assert_allclose(centre(mid), 0.5 * (centre(a) + centre(b)), atol=1e-9)
     np.testing.assert_allclose(mid, video.world_to_cam[1], atol=1e-6)  # the path is linear in s
+
+
+def test_two_view_provider_triangulates_its_own_full_resolution_flow(clip):
+    """The provider's default flow is DIS down to full resolution: on the real-depth clip its prior is
+    closer to the real depth than the same prior on the video's default (half-resolution) DIS flow,
+    and it equals two_view_depth on the flow OpenCV computes with finest scale 0."""
+    import cv2
+
+    from splats.depth_providers import TwoViewDepth
+
+    video, forward, backward = clip
+    own = TwoViewDepth().estimate(video.frames, forward=forward, backward=backward, K=video.K)
+    given = TwoViewDepth(flow_model=None).estimate(video.frames, forward=forward, backward=backward, K=video.K)
+    assert own.info["flow"] == {"model": "dis", "finest_scale": 0} and given.info["flow"] == {"model": "given"}
+    own_error, given_error = _abs_rel(own.depth, video.depth), _abs_rel(given.depth, video.depth)
+    print(f"AbsRel: own full-resolution flow {own_error:.3f}, the video's DIS flow {given_error:.3f}")
+    assert own_error < 0.9 * given_error
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video.frames]
+
+    def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        dis.setFinestScale(0)
+        return dis.calc(a, b, None).transpose(2, 0, 1)
+
+    fwd = np.stack([flow(a, b) for a, b in zip(grey[:-1], grey[1:])])
+    bwd = np.stack([flow(b, a) for a, b in zip(grey[:-1], grey[1:])])
+    np.testing.assert_array_equal(own.depth, two_view_depth(video.frames, fwd, bwd, video.K).depth)
+    with pytest.raises(InvalidArgumentError, match="forward"):
+        TwoViewDepth(flow_model=None).estimate(video.frames, K=video.K)
+    with pytest.raises(InvalidArgumentError, match="intrinsics"):
+        TwoViewDepth().estimate(video.frames)
