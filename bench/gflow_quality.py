@@ -45,12 +45,13 @@ from motion.tracks import Tracks  # noqa: E402
 from motion.visualize import save_png, side_by_side  # noqa: E402
 from motion4d.imaging import psnr  # noqa: E402
 from splats.cameras import Cameras  # noqa: E402
-from splats.depth_prior import two_view_depth  # noqa: E402
+from splats.depth_providers import TwoViewDepth  # noqa: E402
 from splats.gflow import GFlow, GFlowConfig  # noqa: E402
 from splats.pose_metrics import absolute_trajectory_error, relative_pose_error  # noqa: E402
 from splats.reprojected_scene import reprojected_video  # noqa: E402
 
-SCENES = {"tune": dict(seed=0, object_name="coffee"), "report": dict(seed=1, object_name="chelsea")}
+SCENES = {"tune": dict(seed=0, object_name="coffee"), "report": dict(seed=1, object_name="chelsea"),
+          "report2": dict(seed=2, object_name="coffee")}
 
 
 def overrides(pairs: list[str]) -> dict:
@@ -107,10 +108,11 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
     flow = motion.estimate_flow(video.frames, model="dis", backward=True, progress=False)
     forward, backward = np.asarray(flow.forward), np.asarray(flow.backward)
     started = time.perf_counter()
-    prior = two_view_depth(video.frames, forward, backward, video.K)
+    prior = TwoViewDepth().estimate(video.frames, forward=forward, backward=backward, K=video.K)  # as GFlow's default
     prior_seconds = time.perf_counter() - started
     # the estimates themselves (not their arrays), so GFlow knows where each came from (lambda_depth)
     priors = {"ground truth": video.depth, "two-view (ours)": prior, "constant": "constant"}
+    priors = {name: depth for name, depth in priors.items() if name.split(" ")[0] in args.priors}
     if args.depth_anything:
         from splats.depth_providers import DepthAnything
 
@@ -130,7 +132,7 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
     (out / f"quality_{args.scene}.json").write_text(json.dumps(
         {"scene": video.description, "size": list(video.frames.shape[1:3]), "frames": args.frames,
          "prior_seconds": prior_seconds, "prior_info": {k: prior.info[k] for k in ("gap", "parallax_by_gap")},
-         "config": scenes["constant"].info["config"], "rows": rows}, indent=1, default=str))
+         "config": next(iter(scenes.values())).info["config"], "rows": rows}, indent=1, default=str))
     picture(video, prior.depth, scenes, out / f"gflow_quality_{args.scene}.png")
     return rows
 
@@ -237,6 +239,8 @@ def main() -> None:
     parser.add_argument("--scene", choices=sorted(SCENES), default="report")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--long-side", type=int, default=160)
+    parser.add_argument("--priors", nargs="+", choices=("ground", "two-view", "constant"),
+                        default=["ground", "two-view", "constant"], help="rows of the quality table")
     parser.add_argument("--depth-anything", default=None, help="local Depth Anything V2 folder: adds a row")
     parser.add_argument("--real", action="store_true", help="the real videos instead of the quality table")
     parser.add_argument("--threads", action="store_true", help="seconds per iteration with 1 and 2 threads")

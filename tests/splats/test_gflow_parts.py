@@ -314,3 +314,34 @@ def test_visibility_is_a_one_sided_depth_test():
     assert visible[-1]
     assert not visible[behind]
     assert visible[elsewhere].all()
+
+
+@pytest.mark.parametrize("mask_relabel", [True, False])
+def test_still_gaussians_inside_the_previous_motion_mask_become_moving(mask_relabel):
+    """Camera at rest and zero flow, so the rigid-flow test relabels nothing; a still Gaussian created at
+    a pixel inside frame 0's motion mask becomes moving at frame 1 exactly when ``mask_relabel`` is on."""
+    from splats.gflow import GFlowConfig, _Run
+    from splats.gflow_init import pixel_gaussians
+    from splats.gflow_inputs import Priors
+
+    images = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    zeros = torch.zeros(1, 2, H, W)
+    priors = Priors(images, torch.full((2, H, W), 3.0), 1.0, zeros, zeros.clone(), K)
+    cfg = GFlowConfig(device="cpu", mask_relabel=mask_relabel).resolved(H, W, "cpu")
+    run = _Run(cfg, priors, torch.device("cpu"))
+    ys, xs = torch.meshgrid(torch.arange(0, H, 2).float(), torch.arange(0, W, 2).float(), indexing="ij")
+    xy = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
+    eye = torch.eye(4)
+    run.params = pixel_gaussians(images[0], priors.depth[0], K, eye, xy, torch.full((len(xy),), 1.5))
+    run.moving = torch.zeros(len(xy), dtype=torch.bool)
+    run.poses = [eye]
+    run.prev = run._visibility(run.params, eye)
+    assert run.prev["visible"].all()
+    run.masks[0] = False
+    run.masks[0, 8:20, 10:30] = True
+
+    run._refine_labels(1, eye)
+
+    in_mask = (xy[:, 1] >= 8) & (xy[:, 1] < 20) & (xy[:, 0] >= 10) & (xy[:, 0] < 30)
+    expected = in_mask if mask_relabel else torch.zeros_like(in_mask)
+    assert torch.equal(run.moving, expected)
