@@ -93,6 +93,13 @@ GFLOW_CARD = ModelCard(
                 "research/gaussians.md 1.5 (paper loss table, released scripts)", *_NO_PEER,
                 "a prior that is not consistent across frames pulled the camera off (two-view prior, tune scene of "
                 "bench/gflow_quality.py: ATE / path 0.086 with the camera-stage term, 0.010 without)"),
+        Setting("depth prior", "training-free two-view depth from the video's own flow (depth=, --depth: files, "
+                "'constant' or Depth Anything V2 through transformers)",
+                "MASt3R (paper; the released code reads DUSt3R depth files)", "research/gaussians.md 1.1-1.2",
+                *_NO_PEER,
+                "nothing to download; report scene of bench/gflow_quality.py (real photograph and stereo depth, "
+                "known camera path, a real cut-out moving): held-out PSNR 23.87 dB against 22.72 with a constant "
+                "plane and 25.84 with the true depth, ATE / path 0.009 (0.030, 0.006)"),
     ),
     speed=Speed(23.6, "frame", "3 monocular frames at 64x48 with ground-truth depth and flow, defaults", SPEED_RUN),
 )

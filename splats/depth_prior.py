@@ -354,7 +354,8 @@ def independent_motion_masks(forward: Any, backward: Any, gaps: tuple[int, ...] 
                 continue
             mask |= epipolar_moving_mask(flow, threshold, opening_radius=1, seed=seed)
         if dilation > 0:
-            mask = torch.nn.functional.max_pool2d(mask.float()[None, None], 2 * dilation + 1, 1, dilation)[0, 0] > 0.5
+            grown = torch.nn.functional.max_pool2d(mask.float()[None, None], 2 * dilation + 1, 1, dilation)
+            mask = grown[0, 0] > 0.5
         out.append(mask.numpy())
     return np.stack(out)
 
