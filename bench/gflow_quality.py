@@ -52,6 +52,8 @@ from splats.gflow import GFlow, GFlowConfig  # noqa: E402
 from splats.pose_metrics import absolute_trajectory_error, relative_pose_error  # noqa: E402
 from splats.reprojected_scene import reprojected_video  # noqa: E402
 
+PRIOR_ROWS = {"ground": "ground truth", "two-view": "two-view (ours)", "constant": "constant"}
+"""``--priors`` choices and the table rows they select."""
 SCENES = {"tune": dict(seed=0, object_name="coffee"), "report": dict(seed=1, object_name="chelsea"),
           "report2": dict(seed=2, object_name="coffee")}
 
@@ -114,7 +116,7 @@ def quality(args: argparse.Namespace, out: Path) -> list[dict]:
     prior_seconds = time.perf_counter() - started
     # the estimates themselves (not their arrays), so GFlow knows where each came from (lambda_depth)
     priors = {"ground truth": video.depth, "two-view (ours)": prior, "constant": "constant"}
-    priors = {name: depth for name, depth in priors.items() if name.split(" ")[0] in args.priors}
+    priors = {PRIOR_ROWS[key]: priors[PRIOR_ROWS[key]] for key in args.priors}
     if args.depth_anything:
         from splats.depth_providers import DepthAnything
 
@@ -241,8 +243,8 @@ def main() -> None:
     parser.add_argument("--scene", choices=sorted(SCENES), default="report")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--long-side", type=int, default=160)
-    parser.add_argument("--priors", nargs="+", choices=("ground", "two-view", "constant"),
-                        default=["ground", "two-view", "constant"], help="rows of the quality table")
+    parser.add_argument("--priors", nargs="+", choices=list(PRIOR_ROWS), default=list(PRIOR_ROWS),
+                        help="rows of the quality table")
     parser.add_argument("--depth-anything", default=None, help="local Depth Anything V2 folder: adds a row")
     parser.add_argument("--real", action="store_true", help="the real videos instead of the quality table")
     parser.add_argument("--threads", action="store_true", help="seconds per iteration with 1 and 2 threads")

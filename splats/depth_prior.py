@@ -46,7 +46,7 @@ from motion4d.checks import check_finite, check_positive, check_shape
 from motion4d.errors import InvalidArgumentError
 
 from .depth_fill import edge_aware_fill
-from .epipolar import epipolar_moving_mask, forward_backward_occlusion
+from .epipolar import dilate_mask, epipolar_moving_mask, forward_backward_occlusion
 
 
 @dataclass
@@ -353,10 +353,7 @@ def independent_motion_masks(forward: Any, backward: Any, gaps: tuple[int, ...] 
             else:
                 continue
             mask |= epipolar_moving_mask(flow, threshold, opening_radius=1, seed=seed)
-        if dilation > 0:
-            grown = torch.nn.functional.max_pool2d(mask.float()[None, None], 2 * dilation + 1, 1, dilation)
-            mask = grown[0, 0] > 0.5
-        out.append(mask.numpy())
+        out.append(dilate_mask(mask, dilation).numpy())
     return np.stack(out)
 
 
@@ -474,7 +471,7 @@ def two_view_depth(frames: np.ndarray, forward: Any, backward: Any, K: Any,
 
     # 5: fuse in inverse depth and fill guided by the image
     movers = independent_motion_masks(fwd, bwd, tuple(cfg.mover_gaps), cfg.mover_threshold, cfg.mover_dilation,
-                                      cfg.seed) if cfg.mover_gaps else np.zeros((t_count, h, w), bool)
+                                      cfg.seed)
     inverse = np.zeros((t_count, h, w))
     confidence = np.zeros((t_count, h, w))
     for frame, obs in observations.items():

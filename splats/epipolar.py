@@ -86,6 +86,13 @@ def open_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return out[0, 0] > 0.5
 
 
+def dilate_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``bool [H, W]`` grown by ``radius`` pixels (a square of side ``2 radius + 1``)."""
+    if radius <= 0:
+        return mask
+    return torch.nn.functional.max_pool2d(mask.float()[None, None], 2 * radius + 1, 1, radius)[0, 0] > 0.5
+
+
 def epipolar_moving_mask(flow: torch.Tensor, threshold: float = 1.0, normalize: bool = False,
                          opening_radius: int = 1, valid: torch.Tensor | None = None,
                          static_threshold: float = 1.0, seed: int = 0) -> torch.Tensor:

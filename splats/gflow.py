@@ -281,12 +281,6 @@ def matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
     return rotation_matrix_to_quaternion(r.double().contiguous()).to(r.dtype)
 
 
-def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    if radius <= 0:
-        return mask
-    return torch.nn.functional.max_pool2d(mask.float()[None, None], 2 * radius + 1, 1, radius)[0, 0] > 0.5
-
-
 def _set_lr(optimizer: torch.optim.Optimizer, base: float, step: int, steps: int, final: float) -> None:
     """Linear decay from ``base`` to ``final * base`` over ``steps``."""
     for group in optimizer.param_groups:
@@ -519,7 +513,7 @@ class _Run:
             label, label_alpha = self._render(self.params, w2c, colors=self.moving.float()[:, None], mode="RGB",
                                               background=False)
             previous_moving = (label[..., 0] > 0.1) & (label_alpha > 0.1)
-        return ~_dilate(self.masks[t] | previous_moving, self.cfg.mask_dilation)
+        return ~epipolar.dilate_mask(self.masks[t] | previous_moving, self.cfg.mask_dilation)
 
     def _align_prior(self, t: int, w2c: torch.Tensor, still: torch.Tensor) -> float:
         """Scale making frame t's prior agree with the rendered depth: the median of ``(a R + b) / D`` over
